@@ -1,0 +1,315 @@
+//! The issuer's SQLite tables: issuances (node → key), cost samples, workspace costs, audit log.
+//!
+//! Everything that grows lives here, written through one row per change; the hyperapp state holds
+//! only small things. Text values are written as SQL literals (`shared_types::sql::text`) because
+//! the node binds base64-looking string parameters as BLOBs.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hyperware_process_lib::sqlite::{self, Sqlite};
+use hyperware_process_lib::our;
+use serde_json::Value;
+use shared_types::cost::{CostPoint, CostSource, ModelUsage};
+use shared_types::http_api::{AuditEntry, NodeView};
+use shared_types::messages::WorkspaceCost;
+use shared_types::pool::{Issuance, KeyId};
+use shared_types::sql::{opt_text, text};
+use shared_types::wit_api::rfc3339;
+use shared_types::{MicroUsd, Timestamp};
+
+const DB_NAME: &str = "key-issuer";
+const DB_TIMEOUT_SECS: u64 = 10;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS issuances (node TEXT PRIMARY KEY, key_id INTEGER NOT NULL, issued_at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS issuances_by_time ON issuances (issued_at)",
+    "CREATE TABLE IF NOT EXISTS cost_samples (key_id INTEGER NOT NULL, bucket_start INTEGER NOT NULL, source TEXT NOT NULL, model TEXT NOT NULL, micro_usd INTEGER NOT NULL, uncached_input INTEGER NOT NULL, cache_write_5m INTEGER NOT NULL, cache_write_1h INTEGER NOT NULL, cache_read INTEGER NOT NULL, output INTEGER NOT NULL, web_search_requests INTEGER NOT NULL, PRIMARY KEY (key_id, bucket_start, source, model))",
+    "CREATE INDEX IF NOT EXISTS cost_samples_by_time ON cost_samples (source, bucket_start)",
+    "CREATE TABLE IF NOT EXISTS workspace_costs (workspace_id TEXT NOT NULL, day_start INTEGER NOT NULL, micro_usd INTEGER NOT NULL, PRIMARY KEY (workspace_id, day_start))",
+    "CREATE TABLE IF NOT EXISTS audit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL, outcome TEXT NOT NULL)",
+];
+
+/// Workspace id stored for the default workspace (the Admin API's null).
+const DEFAULT_WORKSPACE: &str = "";
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: Sqlite,
+}
+
+pub type DbResult<T> = Result<T, String>;
+
+fn db_error(what: &str, e: impl std::fmt::Display) -> String {
+    format!("database error while {what}: {e}")
+}
+
+fn int(row: &HashMap<String, Value>, column: &str) -> DbResult<i64> {
+    row.get(column)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| format!("database row lacks integer column {column}"))
+}
+
+fn string(row: &HashMap<String, Value>, column: &str) -> DbResult<String> {
+    row.get(column)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("database row lacks text column {column}"))
+}
+
+fn timestamp(secs: i64) -> DbResult<Timestamp> {
+    chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| format!("database holds an impossible time {secs}"))
+}
+
+impl Db {
+    pub async fn open() -> DbResult<Db> {
+        let conn = sqlite::open(our().package_id(), DB_NAME, Some(DB_TIMEOUT_SECS))
+            .await
+            .map_err(|e| db_error("opening", e))?;
+        let db = Db { conn };
+        for statement in SCHEMA {
+            db.write(statement.to_string(), "creating tables").await?;
+        }
+        Ok(db)
+    }
+
+    async fn write(&self, statement: String, what: &str) -> DbResult<()> {
+        self.conn.write(statement, vec![], None).await.map_err(|e| db_error(what, e))
+    }
+
+    async fn read(&self, query: String, what: &str) -> DbResult<Vec<HashMap<String, Value>>> {
+        self.conn.read(query, vec![]).await.map_err(|e| db_error(what, e))
+    }
+
+    /// Runs `statements` in one transaction.
+    async fn write_all(&self, statements: Vec<String>, what: &str) -> DbResult<()> {
+        let tx = self.conn.begin_tx().await.map_err(|e| db_error(what, e))?;
+        for statement in statements {
+            self.conn.write(statement, vec![], Some(tx)).await.map_err(|e| db_error(what, e))?;
+        }
+        self.conn.commit_tx(tx).await.map_err(|e| db_error(what, e))
+    }
+
+    pub async fn load_issuances(&self) -> DbResult<Vec<Issuance>> {
+        let rows = self
+            .read("SELECT node, key_id, issued_at FROM issuances ORDER BY issued_at, node".into(), "loading issuances")
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Issuance {
+                    node: string(row, "node")?,
+                    key: KeyId(int(row, "key_id")? as u64),
+                    issued_at: timestamp(int(row, "issued_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Commits one issuance. Fails (and changes nothing) if the node already has a row.
+    pub async fn insert_issuance(&self, issuance: &Issuance) -> DbResult<()> {
+        self.write(
+            format!(
+                "INSERT INTO issuances (node, key_id, issued_at) VALUES ({}, {}, {})",
+                text(&issuance.node),
+                issuance.key.0,
+                issuance.issued_at.timestamp()
+            ),
+            "recording an issuance",
+        )
+        .await
+    }
+
+    /// Replaces everything held for (key, bucket start, source) with `models` — an upsert, so
+    /// re-polling a bucket never double-counts.
+    pub async fn upsert_bucket(
+        &self,
+        key: KeyId,
+        bucket_start: Timestamp,
+        source: CostSource,
+        priced: &[(ModelUsage, MicroUsd)],
+    ) -> DbResult<()> {
+        let bucket = bucket_start.timestamp();
+        let source = text(&source.to_string());
+        let mut statements = vec![format!(
+            "DELETE FROM cost_samples WHERE key_id = {} AND bucket_start = {bucket} AND source = {source}",
+            key.0
+        )];
+        for (usage, amount) in priced {
+            let t = &usage.tokens;
+            statements.push(format!(
+                "INSERT INTO cost_samples (key_id, bucket_start, source, model, micro_usd, uncached_input, cache_write_5m, cache_write_1h, cache_read, output, web_search_requests) VALUES ({}, {bucket}, {source}, {}, {}, {}, {}, {}, {}, {}, {})",
+                key.0,
+                text(&usage.model),
+                amount.0,
+                t.uncached_input,
+                t.cache_write_5m,
+                t.cache_write_1h,
+                t.cache_read,
+                t.output,
+                t.web_search_requests,
+            ));
+        }
+        self.write_all(statements, "storing cost samples").await
+    }
+
+    pub async fn upsert_workspace_costs(&self, costs: &[WorkspaceCost]) -> DbResult<()> {
+        if costs.is_empty() {
+            return Ok(());
+        }
+        let statements = costs
+            .iter()
+            .map(|c| {
+                format!(
+                    "INSERT OR REPLACE INTO workspace_costs (workspace_id, day_start, micro_usd) VALUES ({}, {}, {})",
+                    text(c.workspace_id.as_deref().unwrap_or(DEFAULT_WORKSPACE)),
+                    c.day_start.timestamp(),
+                    c.amount.0
+                )
+            })
+            .collect();
+        self.write_all(statements, "storing workspace costs").await
+    }
+
+    /// Estimated spend per key, all time.
+    pub async fn spent_per_key(&self) -> DbResult<BTreeMap<KeyId, MicroUsd>> {
+        let rows = self
+            .read(
+                format!(
+                    "SELECT key_id, SUM(micro_usd) AS spent FROM cost_samples WHERE source = {} GROUP BY key_id",
+                    text(&CostSource::UsageEstimate.to_string())
+                ),
+                "summing spend",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((KeyId(int(row, "key_id")? as u64), MicroUsd(int(row, "spent")?))))
+            .collect()
+    }
+
+    /// Hourly estimated cost of one key or of all keys, oldest first.
+    pub async fn hourly_costs(&self, key: Option<KeyId>) -> DbResult<Vec<CostPoint>> {
+        let key_filter = key.map(|k| format!(" AND key_id = {}", k.0)).unwrap_or_default();
+        let rows = self
+            .read(
+                format!(
+                    "SELECT bucket_start, SUM(micro_usd) AS v FROM cost_samples WHERE source = {}{key_filter} GROUP BY bucket_start ORDER BY bucket_start",
+                    text(&CostSource::UsageEstimate.to_string())
+                ),
+                "reading the cost series",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok(CostPoint { at: timestamp(int(row, "bucket_start")?)?, amount: MicroUsd(int(row, "v")?) }))
+            .collect()
+    }
+
+    /// Token usage of one key per model, all time.
+    pub async fn usage_by_model(&self, key: KeyId) -> DbResult<Vec<(String, MicroUsd, i64, i64)>> {
+        let rows = self
+            .read(
+                format!(
+                    "SELECT model, SUM(micro_usd) AS v, SUM(uncached_input + cache_write_5m + cache_write_1h + cache_read) AS input, SUM(output) AS output FROM cost_samples WHERE key_id = {} AND source = {} GROUP BY model ORDER BY v DESC",
+                    key.0,
+                    text(&CostSource::UsageEstimate.to_string())
+                ),
+                "reading usage by model",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((string(row, "model")?, MicroUsd(int(row, "v")?), int(row, "input")?, int(row, "output")?)))
+            .collect()
+    }
+
+    /// Nodes, newest first, optionally filtered by a substring of the name and by key.
+    pub async fn nodes_page(
+        &self,
+        search: Option<&str>,
+        key: Option<KeyId>,
+        offset: u64,
+        limit: u64,
+    ) -> DbResult<(u64, Vec<(String, KeyId, Timestamp)>)> {
+        let mut filters = vec![];
+        if let Some(search) = search.filter(|s| !s.is_empty()) {
+            let pattern = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            filters.push(format!("node LIKE {} ESCAPE '\\'", text(&format!("%{pattern}%"))));
+        }
+        if let Some(key) = key {
+            filters.push(format!("key_id = {}", key.0));
+        }
+        let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
+        let total = self.read(format!("SELECT COUNT(*) AS n FROM issuances{filter}"), "counting nodes").await?;
+        let total = total.first().map(|row| int(row, "n")).transpose()?.unwrap_or(0) as u64;
+        let rows = self
+            .read(
+                format!("SELECT node, key_id, issued_at FROM issuances{filter} ORDER BY issued_at DESC, node LIMIT {limit} OFFSET {offset}"),
+                "listing nodes",
+            )
+            .await?;
+        let nodes = rows
+            .iter()
+            .map(|row| Ok((string(row, "node")?, KeyId(int(row, "key_id")? as u64), timestamp(int(row, "issued_at")?)?)))
+            .collect::<DbResult<Vec<_>>>()?;
+        Ok((total, nodes))
+    }
+
+    pub async fn append_audit(&self, at: Timestamp, actor: &str, action: &str, detail: &str, outcome: &str) -> DbResult<()> {
+        self.write(
+            format!(
+                "INSERT INTO audit_log (at, actor, action, detail, outcome) VALUES ({}, {}, {}, {}, {})",
+                at.timestamp(),
+                text(actor),
+                text(action),
+                text(detail),
+                text(outcome)
+            ),
+            "writing the audit log",
+        )
+        .await
+    }
+
+    pub async fn audit_page(&self, before_seq: Option<i64>, limit: u64) -> DbResult<Vec<AuditEntry>> {
+        let filter = before_seq.map(|s| format!(" WHERE seq < {s}")).unwrap_or_default();
+        let rows = self
+            .read(
+                format!("SELECT seq, at, actor, action, detail, outcome FROM audit_log{filter} ORDER BY seq DESC LIMIT {limit}"),
+                "reading the audit log",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    seq: int(row, "seq")?,
+                    at: rfc3339(timestamp(int(row, "at")?)?),
+                    actor: string(row, "actor")?,
+                    action: string(row, "action")?,
+                    detail: string(row, "detail")?,
+                    outcome: string(row, "outcome")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Authoritative daily cost of a workspace (None = default workspace).
+    pub async fn workspace_daily_costs(&self, workspace: Option<&str>) -> DbResult<Vec<CostPoint>> {
+        let rows = self
+            .read(
+                format!(
+                    "SELECT day_start, micro_usd FROM workspace_costs WHERE workspace_id = {} ORDER BY day_start",
+                    opt_text(Some(workspace.unwrap_or(DEFAULT_WORKSPACE)))
+                ),
+                "reading workspace costs",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok(CostPoint { at: timestamp(int(row, "day_start")?)?, amount: MicroUsd(int(row, "micro_usd")?) }))
+            .collect()
+    }
+}
+
+/// The node view of an issuance row.
+pub fn node_view(pool: &shared_types::KeyPool, node: String, key: KeyId, issued_at: Timestamp) -> NodeView {
+    let (key_name, masked_key) = pool
+        .key(key)
+        .map(|r| (r.name.clone(), r.hint.to_string()))
+        .unwrap_or_else(|| ("(unknown key)".to_string(), String::new()));
+    NodeView { node, key_id: key, key_name, masked_key, issued_at: rfc3339(issued_at) }
+}

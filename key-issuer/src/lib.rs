@@ -1,0 +1,674 @@
+//! key-issuer: hands out API keys to other nodes, serves the dashboard and its API, answers the
+//! WIT API for local processes, and stores what the cost-poller pushes.
+//!
+//! Handlers are thin: they check who is calling, call `shared_types` logic, and persist.
+
+mod db;
+mod log;
+
+use std::collections::HashSet;
+
+use hyperware_process_lib::http::StatusCode;
+use hyperware_process_lib::hyperapp::{self, SaveOptions};
+use hyperware_process_lib::{our, Address, Request};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use shared_types::cost::{self, CostSource};
+use shared_types::http_api::{
+    self, AuditPage, AuditQuery, CostSeries, CostSeriesQuery, JoinEvent, KeyView, NodesPage, NodesQuery, Settings,
+    SettingsView, StatusView,
+};
+use shared_types::messages::{
+    self, AdminKeyInfo, ConnectionTest, HintQuery, KeyResolution, PollerStatus, PollerWork, RetireOrder,
+    RetirementOutcome, RetirementResult, UsagePush, WorkspaceCost,
+};
+use shared_types::pool::{Issuance, IssueError, KeyId, Resolution};
+use shared_types::ratelimit::RateLimiter;
+use shared_types::wit_api::{self, rfc3339, IssuedKey, NodeKeyStatus, PoolSummary};
+use shared_types::{KeyPool, MicroUsd, RetireReason, Timestamp};
+
+use db::Db;
+
+/// Persisted state: small things only (key metadata, settings). Node maps, samples and the audit
+/// log live in SQLite; the runtime part is rebuilt at start.
+#[derive(Default, Serialize, Deserialize)]
+pub struct KeyIssuer {
+    pool: KeyPool,
+    settings: Settings,
+    admin_key: Option<AdminKeyInfo>,
+    poller_status: PollerStatus,
+    #[serde(skip)]
+    rt: Runtime,
+}
+
+#[derive(Default)]
+struct Runtime {
+    db: Option<Db>,
+    opening: bool,
+    rate: Option<RateLimiter>,
+    /// Nodes whose issuance row is being committed; their repeat requests wait for it.
+    pending_nodes: HashSet<String>,
+    rng: Option<StdRng>,
+    poller_reachable: bool,
+}
+
+fn now() -> Timestamp {
+    chrono::Utc::now()
+}
+
+/// The cost-poller of this package on this node.
+fn poller_address() -> Address {
+    let us = our();
+    Address::new(us.node(), (messages::COST_POLLER, us.package(), us.publisher()))
+}
+
+fn from_our_poller(source: &Address) -> bool {
+    let us = our();
+    messages::is_sibling(
+        source.node(),
+        &source.process.to_string(),
+        us.node(),
+        &us.process.to_string(),
+        messages::COST_POLLER,
+    )
+}
+
+const NOT_FROM_POLLER: &str = "refused: only this package's cost-poller may send this message";
+const STORAGE_UNAVAILABLE: &str = "temporarily unavailable: storage did not answer, try again";
+
+/// Marks an HTTP answer as failed with `status`, passing the result through.
+fn http_result<T>(result: Result<T, String>, status: StatusCode) -> Result<T, String> {
+    if result.is_err() {
+        hyperapp::set_response_status(status);
+    }
+    result
+}
+
+/// Sends `body` to the cost-poller and waits for its `Result`.
+async fn ask_poller<T: serde::de::DeserializeOwned>(body: serde_json::Value, timeout_secs: u64) -> Result<T, String> {
+    let request = Request::to(poller_address())
+        .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
+        .expects_response(timeout_secs);
+    match hyperapp::send::<Result<T, String>>(request).await {
+        Ok(answer) => answer,
+        Err(e) => Err(format!("the cost-poller did not answer ({})", send_error_kind(&e))),
+    }
+}
+
+fn send_error_kind(e: &hyperapp::AppSendError) -> &'static str {
+    match e {
+        hyperapp::AppSendError::SendError(_) => "timeout or offline",
+        hyperapp::AppSendError::BuildError(_) => "bad answer",
+    }
+}
+
+impl KeyIssuer {
+    /// Persists the small state now (async handlers cannot rely on the framework's save, which
+    /// runs before their body).
+    fn save(&self) {
+        match rmp_serde::to_vec(self) {
+            Ok(bytes) => hyperware_process_lib::set_state(&bytes),
+            Err(e) => log::warn(&format!("could not serialise state: {e}")),
+        }
+    }
+
+    /// Opens SQLite and rebuilds the node maps once; concurrent callers wait for the first.
+    async fn db(&mut self) -> Result<Db, String> {
+        loop {
+            if let Some(db) = &self.rt.db {
+                return Ok(db.clone());
+            }
+            if !self.rt.opening {
+                break;
+            }
+            let _ = hyperapp::sleep(20).await;
+        }
+        self.rt.opening = true;
+        let opened = self.open_and_restore().await;
+        self.rt.opening = false;
+        match opened {
+            Ok(db) => {
+                self.rt.db = Some(db.clone());
+                Ok(db)
+            }
+            Err(e) => {
+                log::warn(&e);
+                Err(STORAGE_UNAVAILABLE.to_string())
+            }
+        }
+    }
+
+    async fn open_and_restore(&mut self) -> Result<Db, String> {
+        let db = Db::open().await?;
+        let issuances = db.load_issuances().await?;
+        let count = issuances.len();
+        self.pool.restore_issuances(issuances).map_err(|e| format!("stored issuances are inconsistent: {e}"))?;
+        for (key, spent) in db.spent_per_key().await? {
+            self.pool.set_spent(key, spent);
+        }
+        log::info(&format!("restored {count} issued nodes and {} keys", self.pool.keys().count()));
+        Ok(db)
+    }
+
+    fn rate_limiter(&mut self) -> &mut RateLimiter {
+        let per_minute = self.settings.p2p_requests_per_minute;
+        let limiter = self.rt.rate.get_or_insert_with(|| RateLimiter::new(per_minute));
+        if limiter.per_minute() != per_minute {
+            *limiter = RateLimiter::new(per_minute);
+        }
+        limiter
+    }
+
+    fn audit(&self, actor: &str, action: &str, detail: &str, outcome: &str) {
+        let Some(db) = self.rt.db.clone() else { return };
+        let (actor, action, detail, outcome) = (actor.to_string(), action.to_string(), detail.to_string(), outcome.to_string());
+        let at = now();
+        hyperapp::spawn(async move {
+            if let Err(e) = db.append_audit(at, &actor, &action, &detail, &outcome).await {
+                log::warn(&e);
+            }
+        });
+    }
+
+    /// Retires every key that is due, on our own clock; the poller sets their Admin API status.
+    fn sweep(&mut self, at: Timestamp) {
+        let retired = self.pool.sweep(at);
+        if retired.is_empty() {
+            return;
+        }
+        for (key, reason) in &retired {
+            self.audit("key-issuer", "key retired", &format!("key {key}"), &reason.to_string());
+        }
+        self.save();
+        self.wake_poller();
+    }
+
+    /// Asks the poller to run a tick now (it picks up retirements and resolutions).
+    fn wake_poller(&self) {
+        hyperapp::spawn(async {
+            let _ = ask_poller::<()>(serde_json::json!({"PollNow": null}), 5).await;
+        });
+    }
+
+    fn key_view(&self, key: KeyId, at: Timestamp) -> Option<KeyView> {
+        let record = self.pool.key(key)?;
+        let eligible = self.pool.eligible_keys(at).contains(&key);
+        Some(KeyView::of(record, self.pool.node_count_of(key), eligible))
+    }
+
+    fn pending_work(&self) -> PollerWork {
+        let mut work = PollerWork::default();
+        for key in self.pool.pending_remote_retirements() {
+            if let Some(Resolution::Resolved { api_key_id, .. }) = self.pool.key(key).map(|r| &r.resolution) {
+                work.retire.push(RetireOrder { key, api_key_id: api_key_id.clone(), status: self.settings.retire_to });
+            }
+        }
+        for record in self.pool.keys() {
+            if record.removed || record.retirement.is_some() {
+                continue;
+            }
+            if matches!(record.resolution, Resolution::Unresolved { .. }) {
+                work.resolve.push(HintQuery { key: record.id, hint: record.hint.to_string() });
+            }
+        }
+        work
+    }
+
+    fn apply_resolutions(&mut self, resolutions: Vec<KeyResolution>) {
+        for KeyResolution { key, resolution } in resolutions {
+            if self.pool.key(key).is_some() {
+                self.pool.set_resolution(key, resolution);
+            }
+        }
+        self.save();
+    }
+
+    fn settings_view(&self) -> SettingsView {
+        let s = &self.settings;
+        SettingsView {
+            admin_key_set: self.admin_key.is_some(),
+            admin_key_prefix: self.admin_key.as_ref().map(|k| k.prefix.clone()),
+            admin_api_base_url: s.poller.admin_api_base_url.clone(),
+            poll_interval_secs: s.poller.poll_interval_secs,
+            default_lifetime_days: s.default_lifetime_secs / 86_400,
+            default_budget_micro_usd: s.default_budget.0,
+            default_node_cap: s.default_node_cap,
+            retire_to: s.retire_to,
+            price_table: s.price_table.clone(),
+            p2p_requests_per_minute: s.p2p_requests_per_minute,
+        }
+    }
+
+    /// Stores one usage push: prices each bucket with the current table and upserts it.
+    async fn store_usage(&mut self, push: UsagePush) -> Result<u64, String> {
+        let db = self.db().await?;
+        let mut stored = 0;
+        let mut unknown_models = vec![];
+        for bucket in push.buckets {
+            let Some(key) = self.pool.key_by_api_id(&bucket.api_key_id) else { continue };
+            let mut priced = Vec::with_capacity(bucket.models.len());
+            for usage in bucket.models {
+                let amount = match self.settings.price_table.lookup(&usage.model) {
+                    Ok(entry) => cost::price_tokens(&usage.tokens, &entry.prices, self.settings.price_table.web_search_per_thousand),
+                    Err(_) => {
+                        unknown_models.push(usage.model.clone());
+                        MicroUsd::ZERO
+                    }
+                };
+                priced.push((usage, amount));
+            }
+            db.upsert_bucket(key, bucket.bucket_start, CostSource::UsageEstimate, &priced).await?;
+            stored += 1;
+        }
+        for (key, spent) in db.spent_per_key().await? {
+            self.pool.set_spent(key, spent);
+        }
+        if !unknown_models.is_empty() {
+            unknown_models.sort();
+            unknown_models.dedup();
+            log::warn(&format!("no price for models {unknown_models:?}: counted as zero until the price table has them"));
+        }
+        self.sweep(now());
+        Ok(stored)
+    }
+}
+
+#[hyperapp_macro::hyperapp(
+    name = "Anthropic API Key Manager",
+    ui = Some(HttpBindingConfig::default()),
+    endpoints = vec![Binding::Http { path: "/api", config: HttpBindingConfig::default() }],
+    save_config = SaveOptions::OnDiff,
+    wit_world = "anthropic-api-key-manager-keymanager-dot-os-v0"
+)]
+impl KeyIssuer {
+    #[init]
+    async fn start(&mut self) {
+        log::init_logging();
+        self.rt.rng = Some(StdRng::from_entropy());
+        match self.db().await {
+            Ok(_) => log::info("ready"),
+            Err(e) => log::warn(&format!("starting without storage: {e}")),
+        }
+        // Tell the poller its settings (it may start after us: retry a few times).
+        let config = self.settings.poller.clone();
+        for attempt in 0..5u64 {
+            if ask_poller::<()>(serde_json::json!({"Configure": config}), 5).await.is_ok() {
+                self.rt.poller_reachable = true;
+                break;
+            }
+            let _ = hyperapp::sleep(1000 * (attempt + 1)).await;
+        }
+    }
+
+    // ----- peer-to-peer: the one handler other nodes may call -----
+
+    /// `{"RequestApiKey": null}` from another node → `{"Ok": IssuedKey}` or `{"Err": "<stable message>"}`.
+    #[remote]
+    async fn request_api_key(&mut self) -> Result<IssuedKey, String> {
+        let node = hyperapp::source().node().to_string();
+        let at = now();
+        if !self.rate_limiter().check_and_record(&node, at) {
+            self.audit(&node, "key request", "", "refused: rate limited");
+            return Err("rate limited".to_string());
+        }
+        self.db().await?;
+        // A repeat request while the first is being committed waits for that commit.
+        let mut waited = 0;
+        while self.rt.pending_nodes.contains(&node) && waited < 500 {
+            let _ = hyperapp::sleep(10).await;
+            waited += 1;
+        }
+        let at = now();
+        self.sweep(at);
+        let rng = self.rt.rng.get_or_insert_with(StdRng::from_entropy);
+        match self.pool.issue_to(&node, at, rng) {
+            Ok(issued) => {
+                if issued.first_time {
+                    self.rt.pending_nodes.insert(node.clone());
+                    let issuance = Issuance { node: node.clone(), key: issued.key, issued_at: issued.issued_at };
+                    let committed = match &self.rt.db {
+                        Some(db) => db.clone().insert_issuance(&issuance).await,
+                        None => Err(STORAGE_UNAVAILABLE.to_string()),
+                    };
+                    self.rt.pending_nodes.remove(&node);
+                    if let Err(e) = committed {
+                        self.pool.undo_issue(&node);
+                        log::warn(&e);
+                        self.audit(&node, "key request", "", "refused: storage error");
+                        return Err(STORAGE_UNAVAILABLE.to_string());
+                    }
+                    self.audit(&node, "key issued", &format!("key {}", issued.key), "issued");
+                } else {
+                    self.audit(&node, "key request", &format!("key {}", issued.key), "same key sent again");
+                }
+                Ok(IssuedKey {
+                    api_key: issued.secret.expose().to_string(),
+                    issued_at: rfc3339(issued.issued_at),
+                    expires_at: rfc3339(issued.expires_at),
+                })
+            }
+            Err(e) => {
+                if !matches!(e, IssueError::InvalidNode(_)) {
+                    self.audit(&node, "key request", "", &format!("refused: {e}"));
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    // ----- WIT API for local processes (api/key-issuer.wit) -----
+
+    /// `{"KeyStatus": "alice.os"}` → the node's key status (masked) or `null`.
+    #[local]
+    fn key_status(&self, node: String) -> Option<NodeKeyStatus> {
+        wit_api::node_key_status(&self.pool, &node, now())
+    }
+
+    /// `{"PoolSummary": null}`
+    #[local]
+    fn pool_summary(&self) -> PoolSummary {
+        wit_api::pool_summary(&self.pool, now())
+    }
+
+    // ----- pushed by this package's cost-poller only -----
+
+    #[local]
+    async fn push_usage(&mut self, push: UsagePush) -> Result<u64, String> {
+        if !from_our_poller(&hyperapp::source()) {
+            return Err(NOT_FROM_POLLER.to_string());
+        }
+        self.store_usage(push).await
+    }
+
+    #[local]
+    async fn push_workspace_costs(&mut self, costs: Vec<WorkspaceCost>) -> Result<u64, String> {
+        if !from_our_poller(&hyperapp::source()) {
+            return Err(NOT_FROM_POLLER.to_string());
+        }
+        let db = self.db().await?;
+        db.upsert_workspace_costs(&costs).await?;
+        Ok(costs.len() as u64)
+    }
+
+    #[local]
+    fn push_resolutions(&mut self, resolutions: Vec<KeyResolution>) -> Result<(), String> {
+        if !from_our_poller(&hyperapp::source()) {
+            return Err(NOT_FROM_POLLER.to_string());
+        }
+        self.apply_resolutions(resolutions);
+        Ok(())
+    }
+
+    #[local]
+    fn push_retirement_results(&mut self, results: Vec<RetirementResult>) -> Result<(), String> {
+        if !from_our_poller(&hyperapp::source()) {
+            return Err(NOT_FROM_POLLER.to_string());
+        }
+        for result in results {
+            match result.outcome {
+                RetirementOutcome::Confirmed { status } => {
+                    self.pool.confirm_remote_retirement(result.key, status.clone());
+                    self.audit("cost-poller", "Admin API status set", &format!("key {}", result.key), &status);
+                }
+                RetirementOutcome::Failed { error } => {
+                    self.audit("cost-poller", "Admin API status change failed", &format!("key {}", result.key), &error);
+                }
+            }
+        }
+        self.save();
+        Ok(())
+    }
+
+    /// The poller reports its status at the end of each tick and receives what is left to do.
+    #[local]
+    fn push_poller_status(&mut self, status: PollerStatus) -> Result<PollerWork, String> {
+        if !from_our_poller(&hyperapp::source()) {
+            return Err(NOT_FROM_POLLER.to_string());
+        }
+        self.poller_status = status;
+        self.rt.poller_reachable = true;
+        self.sweep(now());
+        Ok(self.pending_work())
+    }
+
+    // ----- dashboard API: POST /api with a JSON body {"Handler": args} (authenticated binding) -----
+
+    #[http(path = "/api/keys")]
+    fn list_keys(&self) -> Vec<KeyView> {
+        let at = now();
+        let eligible = self.pool.eligible_keys(at);
+        self.pool
+            .keys()
+            .map(|r| KeyView::of(r, self.pool.node_count_of(r.id), eligible.contains(&r.id)))
+            .collect()
+    }
+
+    #[http]
+    async fn add_key(&mut self, body: serde_json::Value) -> Result<KeyView, String> {
+        let at = now();
+        let new_key = match http_api::parse_add_key(&body, &self.settings) {
+            Ok(k) => k,
+            Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
+        };
+        let name = new_key.name.clone();
+        let hint = new_key.secret.hint().to_string();
+        let key = match self.pool.add_key(new_key, at) {
+            Ok(key) => key,
+            Err(e) => {
+                self.audit("operator", "add key", &name, &format!("refused: {e}"));
+                return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST);
+            }
+        };
+        self.save();
+        self.audit("operator", "add key", &format!("key {key} \"{name}\" ({hint})"), "added");
+        // Resolve its Admin API id now if the poller can; otherwise its next tick will.
+        if let Ok(resolutions) =
+            ask_poller::<Vec<KeyResolution>>(serde_json::json!({"ResolveKeys": [HintQuery { key, hint }]}), 30).await
+        {
+            self.apply_resolutions(resolutions);
+        }
+        Ok(self.key_view(key, now()).expect("the key was just added"))
+    }
+
+    #[http]
+    async fn retire_key(&mut self, key: KeyId) -> Result<KeyView, String> {
+        let at = now();
+        if let Err(e) = self.pool.retire(key, RetireReason::Operator, at) {
+            let status = if self.pool.key(key).is_none() { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
+            return http_result(Err(e.to_string()), status);
+        }
+        self.save();
+        self.audit("operator", "retire key", &format!("key {key}"), "retired: operator");
+        self.wake_poller();
+        Ok(self.key_view(key, at).expect("the key exists"))
+    }
+
+    #[http]
+    async fn remove_key(&mut self, key: KeyId) -> Result<KeyView, String> {
+        let at = now();
+        if let Err(e) = self.pool.remove(key, at) {
+            let status = if self.pool.key(key).is_none() { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
+            return http_result(Err(e.to_string()), status);
+        }
+        self.save();
+        self.audit("operator", "remove key", &format!("key {key}"), "secret erased, key retired");
+        self.wake_poller();
+        Ok(self.key_view(key, at).expect("the key exists"))
+    }
+
+    #[http]
+    async fn list_nodes(&mut self, query: NodesQuery) -> Result<NodesPage, String> {
+        let db = match self.db().await {
+            Ok(db) => db,
+            Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
+        };
+        let limit = http_api::page_limit(query.limit);
+        let (total, rows) = db.nodes_page(query.search.as_deref(), query.key, query.offset, limit).await?;
+        let nodes = rows.into_iter().map(|(node, key, at)| db::node_view(&self.pool, node, key, at)).collect();
+        Ok(NodesPage { total, nodes })
+    }
+
+    #[http]
+    async fn cost_series(&mut self, query: CostSeriesQuery) -> Result<CostSeries, String> {
+        if let Some(key) = query.key {
+            if self.pool.key(key).is_none() {
+                return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
+            }
+        }
+        let db = match self.db().await {
+            Ok(db) => db,
+            Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
+        };
+        let hourly = db.hourly_costs(query.key).await?;
+        let cumulative = cost::cumulative(&hourly);
+        let total = cumulative.last().map(|p| p.amount.0).unwrap_or(0);
+        let from = query.from.unwrap_or(i64::MIN);
+        let to = query.to.unwrap_or(i64::MAX);
+        if from > to {
+            return http_result(Err("`from` is after `to`".to_string()), StatusCode::BAD_REQUEST);
+        }
+        let in_range: Vec<_> = cumulative
+            .into_iter()
+            .filter(|p| (from..=to).contains(&p.at.timestamp()))
+            .collect();
+        let max_points = query.max_points.unwrap_or(2000).clamp(2, 20_000) as usize;
+        let points = cost::downsample_cumulative(&in_range, max_points);
+        let mut joins: Vec<JoinEvent> = self
+            .pool
+            .issuances()
+            .filter(|i| query.key.map_or(true, |k| k == i.key))
+            .filter(|i| (from..=to).contains(&i.issued_at.timestamp()))
+            .map(|i| JoinEvent { t: i.issued_at.timestamp(), node: i.node.clone(), key: i.key })
+            .collect();
+        joins.sort_by(|a, b| (a.t, &a.node).cmp(&(b.t, &b.node)));
+        Ok(CostSeries {
+            key: query.key,
+            source: CostSource::UsageEstimate.to_string(),
+            t: points.iter().map(|p| p.at.timestamp()).collect(),
+            v: points.iter().map(|p| p.amount.0).collect(),
+            joins,
+            total_micro_usd: total,
+        })
+    }
+
+    #[http(path = "/api/settings")]
+    fn get_settings(&self) -> SettingsView {
+        self.settings_view()
+    }
+
+    #[http]
+    async fn update_settings(&mut self, body: serde_json::Value) -> Result<SettingsView, String> {
+        let next = match http_api::apply_settings_update(&self.settings, &body) {
+            Ok(next) => next,
+            Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
+        };
+        let poller_changed = next.poller != self.settings.poller;
+        self.settings = next;
+        self.save();
+        self.audit("operator", "settings changed", &body_keys(&body), "saved");
+        if poller_changed {
+            let config = self.settings.poller.clone();
+            if let Err(e) = ask_poller::<()>(serde_json::json!({"Configure": config}), 10).await {
+                return http_result(Err(format!("saved, but {e}; it will get the settings when it answers")), StatusCode::BAD_GATEWAY);
+            }
+        }
+        Ok(self.settings_view())
+    }
+
+    /// `{"SetAdminKey": {"admin_key": "sk-ant-admin01-..."}}`: forwarded to the poller, never stored here.
+    #[http]
+    async fn set_admin_key(&mut self, body: serde_json::Value) -> Result<SettingsView, String> {
+        let admin_key = match http_api::parse_admin_key(&body) {
+            Ok(k) => k,
+            Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
+        };
+        let answer = ask_poller::<AdminKeyInfo>(serde_json::json!({"SetAdminKey": admin_key.expose()}), 10).await;
+        drop(admin_key);
+        match answer {
+            Ok(info) => {
+                self.audit("operator", "admin key set", &info.prefix, "forwarded to the cost-poller");
+                self.admin_key = Some(info);
+                self.save();
+                Ok(self.settings_view())
+            }
+            Err(e) => http_result(Err(e), StatusCode::BAD_GATEWAY),
+        }
+    }
+
+    #[http(path = "/api/admin-key/clear")]
+    async fn clear_admin_key(&mut self) -> Result<SettingsView, String> {
+        let answer = ask_poller::<()>(serde_json::json!({"ClearAdminKey": null}), 10).await;
+        if let Err(e) = answer {
+            return http_result(Err(e), StatusCode::BAD_GATEWAY);
+        }
+        self.admin_key = None;
+        self.save();
+        self.audit("operator", "admin key cleared", "", "done");
+        Ok(self.settings_view())
+    }
+
+    #[http(path = "/api/test-connection")]
+    async fn test_connection(&mut self) -> Result<ConnectionTest, String> {
+        http_result(ask_poller::<ConnectionTest>(serde_json::json!({"TestConnection": null}), 120).await, StatusCode::BAD_GATEWAY)
+    }
+
+    #[http(path = "/api/poll-now")]
+    async fn poll_now(&mut self) -> Result<(), String> {
+        self.audit("operator", "poll now", "", "requested");
+        http_result(ask_poller::<()>(serde_json::json!({"PollNow": null}), 10).await, StatusCode::BAD_GATEWAY)
+    }
+
+    #[http(path = "/api/status")]
+    fn status(&self) -> StatusView {
+        let pending = self.pool.pending_remote_retirements().len() as u32;
+        let unresolved = self
+            .pool
+            .keys()
+            .filter(|r| !r.removed && matches!(r.resolution, Resolution::Unresolved { .. }))
+            .count() as u32;
+        let summary = wit_api::pool_summary(&self.pool, now());
+        StatusView {
+            now: rfc3339(now()),
+            poller: self.poller_status.clone(),
+            poller_reachable: self.rt.poller_reachable,
+            active_keys: summary.active_keys,
+            historical_keys: summary.historical_keys,
+            pending_admin_api_retirements: pending,
+            unresolved_keys: unresolved,
+        }
+    }
+
+    #[http(path = "/api/summary")]
+    fn summary(&self) -> PoolSummary {
+        wit_api::pool_summary(&self.pool, now())
+    }
+
+    #[http]
+    async fn audit_log(&mut self, query: AuditQuery) -> Result<AuditPage, String> {
+        let db = match self.db().await {
+            Ok(db) => db,
+            Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
+        };
+        let limit = http_api::page_limit(query.limit);
+        let entries = db.audit_page(query.before_seq, limit).await?;
+        let next_before_seq = if entries.len() as u64 == limit { entries.last().map(|e| e.seq) } else { None };
+        Ok(AuditPage { entries, next_before_seq })
+    }
+
+    /// Any API path or method without a JSON body lands here.
+    #[http]
+    fn api_usage(&self) -> Result<(), String> {
+        http_result(
+            Err("POST a JSON body naming the call, e.g. {\"ListKeys\": null}; see docs/http-api.md".to_string()),
+            StatusCode::NOT_FOUND,
+        )
+    }
+}
+
+/// Names of the settings a request changed, for the audit log (values may be long; keys are enough).
+fn body_keys(body: &serde_json::Value) -> String {
+    body.as_object()
+        .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}

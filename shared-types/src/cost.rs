@@ -1,0 +1,299 @@
+//! Cost math (SPEC §6, §7): tokens × prices → exact µUSD, cumulative series, and the derived
+//! figures the dashboard shows (cost per node, burn rate, budget runway, drift).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pool::NodeId;
+use crate::price::{ModelPrices, PriceTable};
+use crate::{MicroUsd, Timestamp};
+
+/// Where a cost figure comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostSource {
+    /// Usage report tokens × the price table (hourly, per key).
+    UsageEstimate,
+    /// Cost report of a workspace holding only this key (daily, authoritative).
+    CostReport,
+    /// The analytics per-key cost endpoint.
+    Analytics,
+}
+
+impl std::fmt::Display for CostSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CostSource::UsageEstimate => "usage_estimate",
+            CostSource::CostReport => "cost_report",
+            CostSource::Analytics => "analytics",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCounts {
+    pub uncached_input: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub cache_read: u64,
+    pub output: u64,
+    pub web_search_requests: u64,
+}
+
+impl TokenCounts {
+    pub fn add(&mut self, other: &TokenCounts) {
+        self.uncached_input = self.uncached_input.saturating_add(other.uncached_input);
+        self.cache_write_5m = self.cache_write_5m.saturating_add(other.cache_write_5m);
+        self.cache_write_1h = self.cache_write_1h.saturating_add(other.cache_write_1h);
+        self.cache_read = self.cache_read.saturating_add(other.cache_read);
+        self.output = self.output.saturating_add(other.output);
+        self.web_search_requests = self.web_search_requests.saturating_add(other.web_search_requests);
+    }
+}
+
+/// Divides with rounding half to even (for non-negative numerators and positive divisors).
+fn div_round_half_even(numerator: i128, divisor: i128) -> i128 {
+    let q = numerator / divisor;
+    let r = numerator % divisor;
+    match (2 * r).cmp(&divisor) {
+        std::cmp::Ordering::Greater => q + 1,
+        std::cmp::Ordering::Equal if q % 2 == 1 => q + 1,
+        _ => q,
+    }
+}
+
+/// Σ tokens × price-per-million / 1,000,000 (+ web search per thousand), computed in i128 and
+/// rounded half to even to the µUSD once per call.
+pub fn price_tokens(tokens: &TokenCounts, prices: &ModelPrices, web_search_per_thousand: MicroUsd) -> MicroUsd {
+    let per_million: i128 = [
+        (tokens.uncached_input, prices.input),
+        (tokens.cache_write_5m, prices.cache_write_5m),
+        (tokens.cache_write_1h, prices.cache_write_1h),
+        (tokens.cache_read, prices.cache_read),
+        (tokens.output, prices.output),
+    ]
+    .iter()
+    .map(|(n, p)| *n as i128 * p.0 as i128)
+    .sum();
+    // Bring web search (per thousand) to the same per-million scale.
+    let total = per_million + tokens.web_search_requests as i128 * web_search_per_thousand.0 as i128 * 1_000;
+    let micro = div_round_half_even(total, 1_000_000);
+    MicroUsd(micro.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelUsage {
+    pub model: String,
+    pub tokens: TokenCounts,
+}
+
+/// Prices one bucket's usage; models without a price count as zero and are returned.
+pub fn price_bucket(usage: &[ModelUsage], table: &PriceTable) -> (MicroUsd, Vec<String>) {
+    let mut total = MicroUsd::ZERO;
+    let mut unknown = vec![];
+    for u in usage {
+        match table.lookup(&u.model) {
+            Ok(entry) => total += price_tokens(&u.tokens, &entry.prices, table.web_search_per_thousand),
+            Err(_) => unknown.push(u.model.clone()),
+        }
+    }
+    (total, unknown)
+}
+
+/// One bucket's cost, or a running total at that bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostPoint {
+    pub at: Timestamp,
+    pub amount: MicroUsd,
+}
+
+/// Running sum over time.
+pub fn cumulative(points: &[CostPoint]) -> Vec<CostPoint> {
+    let mut sorted = points.to_vec();
+    sorted.sort_by_key(|p| p.at);
+    let mut total = MicroUsd::ZERO;
+    sorted
+        .into_iter()
+        .map(|p| {
+            total += p.amount;
+            CostPoint { at: p.at, amount: total }
+        })
+        .collect()
+}
+
+/// Thins a cumulative (monotone) series to about `max_points`: splits the time span into equal
+/// slots and keeps the last point of each, plus the first point. Values are kept exact.
+pub fn downsample_cumulative(points: &[CostPoint], max_points: usize) -> Vec<CostPoint> {
+    let max_points = max_points.max(2);
+    if points.len() <= max_points {
+        return points.to_vec();
+    }
+    let first = points[0].at.timestamp();
+    let last = points[points.len() - 1].at.timestamp();
+    let span = (last - first).max(1) as i128;
+    let slots = (max_points - 1) as i128;
+    let mut out = vec![points[0]];
+    let mut current_slot = -1i128;
+    for (i, p) in points.iter().enumerate().skip(1) {
+        let slot = ((p.at.timestamp() - first) as i128 * slots / span).min(slots - 1);
+        let is_last = i == points.len() - 1;
+        let next_slot = points
+            .get(i + 1)
+            .map(|n| ((n.at.timestamp() - first) as i128 * slots / span).min(slots - 1));
+        // Keep the last point of each slot.
+        if is_last || next_slot != Some(slot) {
+            if slot != current_slot || is_last {
+                out.push(*p);
+                current_slot = slot;
+            }
+        }
+    }
+    out
+}
+
+/// When a node held a key: from its issue time until the key retired (`None`: still held).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holding {
+    pub node: NodeId,
+    pub from: Timestamp,
+    pub until: Option<Timestamp>,
+}
+
+/// Each hour's cost of a key split evenly among the nodes holding it during that hour; the
+/// leftover µUSD go one each to the nodes first in name order, so shares sum exactly.
+pub fn cost_per_node(hourly: &[CostPoint], holdings: &[Holding]) -> BTreeMap<NodeId, MicroUsd> {
+    let mut shares: BTreeMap<NodeId, MicroUsd> = holdings.iter().map(|h| (h.node.clone(), MicroUsd::ZERO)).collect();
+    for point in hourly {
+        let hour_start = point.at.timestamp();
+        let hour_end = hour_start + 3600;
+        let mut holders: Vec<&NodeId> = holdings
+            .iter()
+            .filter(|h| h.from.timestamp() < hour_end && h.until.map_or(true, |u| u.timestamp() > hour_start))
+            .map(|h| &h.node)
+            .collect();
+        if holders.is_empty() || point.amount.0 <= 0 {
+            continue;
+        }
+        holders.sort();
+        holders.dedup();
+        let n = holders.len() as i64;
+        let base = point.amount.0 / n;
+        let remainder = point.amount.0 % n;
+        for (i, node) in holders.into_iter().enumerate() {
+            let extra = if (i as i64) < remainder { 1 } else { 0 };
+            *shares.entry(node.clone()).or_default() += MicroUsd(base + extra);
+        }
+    }
+    shares
+}
+
+/// Cost over the last 24 hours ÷ 24 (per hour).
+pub fn burn_rate_per_hour(hourly: &[CostPoint], now: Timestamp) -> MicroUsd {
+    let since = now - chrono::TimeDelta::hours(24);
+    let day: MicroUsd = hourly.iter().filter(|p| p.at > since && p.at <= now).map(|p| p.amount).sum();
+    MicroUsd(day.0 / 24)
+}
+
+/// Seconds until the budget is spent at `burn_per_hour`; None when nothing burns.
+pub fn budget_runs_out_in_secs(budget: MicroUsd, spent: MicroUsd, burn_per_hour: MicroUsd) -> Option<u64> {
+    if burn_per_hour.0 <= 0 {
+        return None;
+    }
+    if spent >= budget {
+        return Some(0);
+    }
+    let left = (budget.0 - spent.0) as i128;
+    Some((left * 3600 / burn_per_hour.0 as i128) as u64)
+}
+
+/// Drift above which the status page warns (5%).
+pub const DRIFT_WARNING_BASIS_POINTS: i64 = 500;
+
+/// (estimate − authoritative) ÷ authoritative, in basis points; None when authoritative is zero.
+pub fn drift_basis_points(estimate: MicroUsd, authoritative: MicroUsd) -> Option<i64> {
+    if authoritative.0 == 0 {
+        return None;
+    }
+    Some(((estimate.0 as i128 - authoritative.0 as i128) * 10_000 / authoritative.0 as i128) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(hours: i64) -> Timestamp {
+        chrono::DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 3600 + hours * 3600, 0).unwrap()
+    }
+
+    #[test]
+    fn pricing_is_exact() {
+        let table = PriceTable::default();
+        let sonnet = &table.lookup("claude-sonnet-4-5").unwrap().prices;
+        let tokens = TokenCounts { uncached_input: 1_200, output: 340, ..Default::default() };
+        // 1200 × 3 + 340 × 15 = 3600 + 5100 = 8700 µUSD
+        assert_eq!(price_tokens(&tokens, sonnet, table.web_search_per_thousand), MicroUsd(8_700));
+        let reads = TokenCounts { cache_read: 5, ..Default::default() };
+        // 5 × 0.30 = 1.5 µUSD → 2 (half to even)
+        assert_eq!(price_tokens(&reads, sonnet, MicroUsd::ZERO), MicroUsd(2));
+        let reads = TokenCounts { cache_read: 15, ..Default::default() };
+        // 4.5 → 4
+        assert_eq!(price_tokens(&reads, sonnet, MicroUsd::ZERO), MicroUsd(4));
+        let search = TokenCounts { web_search_requests: 3, ..Default::default() };
+        assert_eq!(price_tokens(&search, sonnet, table.web_search_per_thousand), MicroUsd(30_000));
+        let huge = TokenCounts { output: u64::MAX, ..Default::default() };
+        assert_eq!(price_tokens(&huge, sonnet, MicroUsd::ZERO), MicroUsd(i64::MAX));
+    }
+
+    #[test]
+    fn unknown_models_are_reported() {
+        let usage = vec![
+            ModelUsage { model: "claude-haiku-4-5".into(), tokens: TokenCounts { output: 1_000, ..Default::default() } },
+            ModelUsage { model: "mystery".into(), tokens: TokenCounts { output: 1_000, ..Default::default() } },
+        ];
+        let (total, unknown) = price_bucket(&usage, &PriceTable::default());
+        assert_eq!(total, MicroUsd(5_000));
+        assert_eq!(unknown, vec!["mystery".to_string()]);
+    }
+
+    #[test]
+    fn cumulative_and_downsampling_keep_exact_values() {
+        let hourly: Vec<CostPoint> = (0..1000).map(|h| CostPoint { at: t(h), amount: MicroUsd(h + 1) }).collect();
+        let cum = cumulative(&hourly);
+        assert_eq!(cum.last().unwrap().amount, MicroUsd(1000 * 1001 / 2));
+        let thin = downsample_cumulative(&cum, 100);
+        assert!(thin.len() <= 101 && thin.len() >= 50, "{}", thin.len());
+        assert_eq!(thin.first(), cum.first());
+        assert_eq!(thin.last(), cum.last());
+        assert!(thin.iter().all(|p| cum.contains(p)));
+        assert!(thin.windows(2).all(|w| w[0].at < w[1].at));
+        assert_eq!(downsample_cumulative(&cum[..10], 100), cum[..10].to_vec());
+    }
+
+    #[test]
+    fn cost_per_node_shares_sum_exactly() {
+        let hourly = vec![CostPoint { at: t(0), amount: MicroUsd(10) }, CostPoint { at: t(1), amount: MicroUsd(7) }];
+        let holdings = vec![
+            Holding { node: "a.os".into(), from: t(0), until: None },
+            Holding { node: "b.os".into(), from: t(0) + chrono::TimeDelta::minutes(30), until: None },
+            Holding { node: "c.os".into(), from: t(1) + chrono::TimeDelta::minutes(10), until: Some(t(1) + chrono::TimeDelta::minutes(20)) },
+        ];
+        let shares = cost_per_node(&hourly, &holdings);
+        assert_eq!(shares["a.os"], MicroUsd(5 + 3));
+        assert_eq!(shares["b.os"], MicroUsd(5 + 2));
+        assert_eq!(shares["c.os"], MicroUsd(2));
+        assert_eq!(shares.values().copied().sum::<MicroUsd>(), MicroUsd(17));
+    }
+
+    #[test]
+    fn burn_rate_runway_and_drift() {
+        let hourly: Vec<CostPoint> = (0..48).map(|h| CostPoint { at: t(h), amount: MicroUsd(240) }).collect();
+        assert_eq!(burn_rate_per_hour(&hourly, t(47)), MicroUsd(240));
+        assert_eq!(budget_runs_out_in_secs(MicroUsd(1_000), MicroUsd(520), MicroUsd(240)), Some(7_200));
+        assert_eq!(budget_runs_out_in_secs(MicroUsd(1_000), MicroUsd(0), MicroUsd(0)), None);
+        assert_eq!(budget_runs_out_in_secs(MicroUsd(1_000), MicroUsd(1_000), MicroUsd(1)), Some(0));
+        assert_eq!(drift_basis_points(MicroUsd(105), MicroUsd(100)), Some(500));
+        assert_eq!(drift_basis_points(MicroUsd(95), MicroUsd(100)), Some(-500));
+        assert_eq!(drift_basis_points(MicroUsd(1), MicroUsd(0)), None);
+    }
+}

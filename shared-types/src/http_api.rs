@@ -1,0 +1,463 @@
+//! Types of the dashboard's JSON HTTP API (documented in docs/http-api.md) and the validation of
+//! what the dashboard sends. Nothing in a response carries a secret: keys appear masked (their hint)
+//! and the admin key only as "set" plus a prefix.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::messages::{PollerConfig, PollerStatus, RetireTo};
+use crate::pool::{KeyId, KeyRecord, NewKey, RemoteRetirement, Resolution};
+use crate::price::PriceTable;
+use crate::wit_api::rfc3339;
+use crate::{ApiKeySecret, MicroUsd, Timestamp};
+
+/// Why a dashboard request was refused. The text is shown to the operator; never a secret.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("request body must be a JSON object")]
+    NotAnObject,
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{field}`: {problem}")]
+    Invalid { field: &'static str, problem: String },
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> RequestError {
+    RequestError::Invalid { field, problem: problem.into() }
+}
+
+/// Settings the operator edits in the dashboard. Persisted in the issuer's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub poller: PollerConfig,
+    pub default_lifetime_secs: u64,
+    pub default_budget: MicroUsd,
+    pub default_node_cap: Option<u32>,
+    pub retire_to: RetireTo,
+    pub price_table: PriceTable,
+    pub p2p_requests_per_minute: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            poller: PollerConfig::default(),
+            default_lifetime_secs: 30 * 24 * 3600,
+            default_budget: MicroUsd::from_usd(5),
+            default_node_cap: Some(1),
+            retire_to: RetireTo::Inactive,
+            price_table: PriceTable::default(),
+            p2p_requests_per_minute: 10,
+        }
+    }
+}
+
+const MIN_POLL_INTERVAL_SECS: u64 = 60;
+const MAX_POLL_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+
+/// Reads a field as an exact USD amount: a JSON string ("5", "2.50") or an integer.
+fn usd_field(obj: &serde_json::Map<String, serde_json::Value>, field: &'static str) -> Result<Option<MicroUsd>, RequestError> {
+    match obj.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => MicroUsd::parse_usd(s)
+            .map(Some)
+            .map_err(|e| invalid(field, e.to_string())),
+        Some(serde_json::Value::Number(n)) if n.is_i64() => Ok(Some(MicroUsd::from_usd(n.as_i64().unwrap_or(0)))),
+        Some(_) => Err(invalid(field, "expected a USD amount as a string like \"5.00\"")),
+    }
+}
+
+fn u64_field(obj: &serde_json::Map<String, serde_json::Value>, field: &'static str) -> Result<Option<u64>, RequestError> {
+    match obj.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| invalid(field, "expected a whole non-negative number")),
+    }
+}
+
+fn string_field<'a>(obj: &'a serde_json::Map<String, serde_json::Value>, field: &'static str) -> Result<Option<&'a str>, RequestError> {
+    match obj.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(invalid(field, "expected a string")),
+    }
+}
+
+fn object(body: &serde_json::Value, allowed: &[&str]) -> Result<serde_json::Map<String, serde_json::Value>, RequestError> {
+    let obj = body.as_object().ok_or(RequestError::NotAnObject)?;
+    if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(RequestError::UnknownField(unknown.clone()));
+    }
+    Ok(obj.clone())
+}
+
+/// `AddKey` body: `{"secret", "name", "lifetime_days"?, "budget_usd"?, "node_cap"?}`.
+/// Missing optional fields take the settings' defaults. The secret never appears in an error.
+pub fn parse_add_key(body: &serde_json::Value, settings: &Settings) -> Result<NewKey, RequestError> {
+    let obj = object(body, &["secret", "name", "lifetime_days", "budget_usd", "node_cap"])?;
+    let secret = match obj.get("secret") {
+        Some(serde_json::Value::String(s)) => ApiKeySecret::parse(s).map_err(|e| invalid("secret", e.to_string()))?,
+        Some(_) => return Err(invalid("secret", "expected the API key as a string")),
+        None => return Err(RequestError::Missing("secret")),
+    };
+    let name = string_field(&obj, "name")?.ok_or(RequestError::Missing("name"))?.trim().to_string();
+    let lifetime_secs = match u64_field(&obj, "lifetime_days")? {
+        Some(0) => return Err(invalid("lifetime_days", "must be at least 1")),
+        Some(days) if days > 3650 => return Err(invalid("lifetime_days", "must be at most 3650")),
+        Some(days) => days * 24 * 3600,
+        None => settings.default_lifetime_secs,
+    };
+    let budget = usd_field(&obj, "budget_usd")?.unwrap_or(settings.default_budget);
+    let node_cap = match obj.get("node_cap") {
+        None => settings.default_node_cap,
+        Some(serde_json::Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=u32::MAX as u64).contains(&n) => Some(n as u32),
+            _ => return Err(invalid("node_cap", "expected a whole number of nodes, at least 1, or null for no cap")),
+        },
+    };
+    Ok(NewKey { secret, name, lifetime_secs, budget, node_cap })
+}
+
+/// `UpdateSettings` body: any subset of the editable settings. Returns the new settings; the old
+/// ones are untouched on error.
+pub fn apply_settings_update(current: &Settings, body: &serde_json::Value) -> Result<Settings, RequestError> {
+    let obj = object(
+        body,
+        &[
+            "admin_api_base_url",
+            "poll_interval_secs",
+            "default_lifetime_days",
+            "default_budget_usd",
+            "default_node_cap",
+            "retire_to",
+            "price_table",
+            "p2p_requests_per_minute",
+        ],
+    )?;
+    let mut next = current.clone();
+    if let Some(url) = string_field(&obj, "admin_api_base_url")? {
+        crate::admin_api::AdminApiBase::parse(url).map_err(|e| invalid("admin_api_base_url", e.to_string()))?;
+        next.poller.admin_api_base_url = url.trim().trim_end_matches('/').to_string();
+    }
+    if let Some(secs) = u64_field(&obj, "poll_interval_secs")? {
+        if !(MIN_POLL_INTERVAL_SECS..=MAX_POLL_INTERVAL_SECS).contains(&secs) {
+            return Err(invalid(
+                "poll_interval_secs",
+                format!("must be between {MIN_POLL_INTERVAL_SECS} and {MAX_POLL_INTERVAL_SECS}"),
+            ));
+        }
+        next.poller.poll_interval_secs = secs;
+    }
+    if let Some(days) = u64_field(&obj, "default_lifetime_days")? {
+        if !(1..=3650).contains(&days) {
+            return Err(invalid("default_lifetime_days", "must be between 1 and 3650"));
+        }
+        next.default_lifetime_secs = days * 24 * 3600;
+    }
+    if let Some(budget) = usd_field(&obj, "default_budget_usd")? {
+        if budget <= MicroUsd::ZERO {
+            return Err(invalid("default_budget_usd", "must be above zero"));
+        }
+        next.default_budget = budget;
+    }
+    if let Some(cap) = obj.get("default_node_cap") {
+        next.default_node_cap = match cap {
+            serde_json::Value::Null => None,
+            v => match v.as_u64() {
+                Some(n) if (1..=u32::MAX as u64).contains(&n) => Some(n as u32),
+                _ => return Err(invalid("default_node_cap", "expected a whole number, at least 1, or null")),
+            },
+        };
+    }
+    if let Some(to) = string_field(&obj, "retire_to")? {
+        next.retire_to = match to {
+            "inactive" => RetireTo::Inactive,
+            "archived" => RetireTo::Archived,
+            _ => return Err(invalid("retire_to", "expected \"inactive\" or \"archived\"")),
+        };
+    }
+    if let Some(table) = obj.get("price_table") {
+        let table: PriceTable = serde_json::from_value(table.clone()).map_err(|e| invalid("price_table", e.to_string()))?;
+        table.validate().map_err(|e| invalid("price_table", e.to_string()))?;
+        next.price_table = table;
+    }
+    if let Some(n) = u64_field(&obj, "p2p_requests_per_minute")? {
+        if !(1..=10_000).contains(&n) {
+            return Err(invalid("p2p_requests_per_minute", "must be between 1 and 10000"));
+        }
+        next.p2p_requests_per_minute = n as u32;
+    }
+    Ok(next)
+}
+
+/// `SetAdminKey` body: `{"admin_key": "sk-ant-admin01-..."}`. Returns the validated key.
+pub fn parse_admin_key(body: &serde_json::Value) -> Result<crate::AdminKey, RequestError> {
+    let obj = object(body, &["admin_key"])?;
+    match obj.get("admin_key") {
+        Some(serde_json::Value::String(s)) => crate::AdminKey::parse(s).map_err(|e| invalid("admin_key", e.to_string())),
+        Some(_) => Err(invalid("admin_key", "expected a string")),
+        None => Err(RequestError::Missing("admin_key")),
+    }
+}
+
+/// A key as the dashboard sees it (masked).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub id: KeyId,
+    pub name: String,
+    pub masked_key: String,
+    /// `active`, `retired` (or `removed`).
+    pub status: String,
+    pub retired_reason: Option<String>,
+    pub retired_at: Option<String>,
+    /// `pending`, `confirmed: <status>`, `not needed` — the Admin API side of a retirement.
+    pub admin_api_retirement: Option<String>,
+    pub api_key_id: Option<String>,
+    pub workspace_id: Option<String>,
+    /// Why the key could not be matched to its Admin API id, when it could not.
+    pub unresolved_reason: Option<String>,
+    pub added_at: String,
+    pub expires_at: String,
+    pub budget_micro_usd: i64,
+    pub spent_micro_usd: i64,
+    pub node_cap: Option<u32>,
+    pub nodes: u64,
+    pub eligible: bool,
+}
+
+impl KeyView {
+    pub fn of(record: &KeyRecord, nodes: usize, eligible: bool) -> KeyView {
+        let (api_key_id, workspace_id, unresolved_reason) = match &record.resolution {
+            Resolution::Resolved { api_key_id, workspace_id } => (Some(api_key_id.clone()), workspace_id.clone(), None),
+            Resolution::Unresolved { why } => (None, None, Some(why.clone())),
+        };
+        let status = if record.removed {
+            "removed"
+        } else if record.retirement.is_some() {
+            "retired"
+        } else {
+            "active"
+        };
+        KeyView {
+            id: record.id,
+            name: record.name.clone(),
+            masked_key: record.hint.to_string(),
+            status: status.to_string(),
+            retired_reason: record.retirement.as_ref().map(|r| r.reason.to_string()),
+            retired_at: record.retirement.as_ref().map(|r| rfc3339(r.at)),
+            admin_api_retirement: record.retirement.as_ref().map(|r| match &r.remote {
+                RemoteRetirement::Pending => "pending".to_string(),
+                RemoteRetirement::Confirmed { status } => format!("confirmed: {status}"),
+                RemoteRetirement::NotNeeded => "not needed (key not resolved)".to_string(),
+            }),
+            api_key_id,
+            workspace_id,
+            unresolved_reason,
+            added_at: rfc3339(record.added_at),
+            expires_at: rfc3339(record.expires_at),
+            budget_micro_usd: record.budget.0,
+            spent_micro_usd: record.spent.0,
+            node_cap: record.node_cap,
+            nodes: nodes as u64,
+            eligible,
+        }
+    }
+}
+
+/// One node that was issued a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub node: String,
+    pub key_id: KeyId,
+    pub key_name: String,
+    pub masked_key: String,
+    pub issued_at: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodesQuery {
+    #[serde(default)]
+    pub search: Option<String>,
+    #[serde(default)]
+    pub key: Option<KeyId>,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodesPage {
+    pub total: u64,
+    pub nodes: Vec<NodeView>,
+}
+
+/// `CostSeries` body. Times are unix seconds; `key` None = the whole pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostSeriesQuery {
+    #[serde(default)]
+    pub key: Option<KeyId>,
+    #[serde(default)]
+    pub from: Option<i64>,
+    #[serde(default)]
+    pub to: Option<i64>,
+    #[serde(default)]
+    pub max_points: Option<u32>,
+}
+
+/// Cumulative cost as compact columns: `t[i]` (unix seconds, bucket start) and `v[i]` (µUSD spent
+/// up to and including that bucket, counted from the start of the pool's history).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostSeries {
+    pub key: Option<KeyId>,
+    pub source: String,
+    pub t: Vec<i64>,
+    pub v: Vec<i64>,
+    pub joins: Vec<JoinEvent>,
+    pub total_micro_usd: i64,
+}
+
+/// A node was issued a key at `t`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinEvent {
+    pub t: i64,
+    pub node: String,
+    pub key: KeyId,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub admin_key_set: bool,
+    pub admin_key_prefix: Option<String>,
+    pub admin_api_base_url: String,
+    pub poll_interval_secs: u64,
+    pub default_lifetime_days: u64,
+    pub default_budget_micro_usd: i64,
+    pub default_node_cap: Option<u32>,
+    pub retire_to: RetireTo,
+    pub price_table: PriceTable,
+    pub p2p_requests_per_minute: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub now: String,
+    pub poller: PollerStatus,
+    /// Whether the poller answered the issuer's last message.
+    pub poller_reachable: bool,
+    pub active_keys: u32,
+    pub historical_keys: u32,
+    pub pending_admin_api_retirements: u32,
+    pub unresolved_keys: u32,
+}
+
+/// One audit log entry. `detail` never holds a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Entries older than this sequence number (paging backwards); None = newest.
+    #[serde(default)]
+    pub before_seq: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next_before_seq: Option<i64>,
+}
+
+/// Page sizes: the dashboard may ask for less, never more.
+pub const MAX_PAGE: u64 = 500;
+pub const DEFAULT_PAGE: u64 = 100;
+
+pub fn page_limit(limit: Option<u64>) -> u64 {
+    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}
+
+/// The time an HTTP answer reports as "now".
+pub fn now_view(now: Timestamp) -> String {
+    rfc3339(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SECRET: &str = "sk-ant-api03-TESTabcdefghijklmnopqrstuvwxyz0123456789-_AAAA";
+
+    #[test]
+    fn add_key_takes_defaults_and_validates() {
+        let settings = Settings::default();
+        let key = parse_add_key(&json!({"secret": SECRET, "name": " trial "}), &settings).unwrap();
+        assert_eq!(key.name, "trial");
+        assert_eq!(key.lifetime_secs, settings.default_lifetime_secs);
+        assert_eq!(key.budget, settings.default_budget);
+        let key = parse_add_key(
+            &json!({"secret": SECRET, "name": "x", "lifetime_days": 2, "budget_usd": "1.25", "node_cap": null}),
+            &settings,
+        )
+        .unwrap();
+        assert_eq!(key.lifetime_secs, 2 * 86400);
+        assert_eq!(key.budget, MicroUsd(1_250_000));
+        assert_eq!(key.node_cap, None);
+    }
+
+    #[test]
+    fn add_key_errors_never_echo_the_secret() {
+        let settings = Settings::default();
+        let bad = [
+            json!({"secret": SECRET}),
+            json!({"secret": SECRET, "name": "x", "budget_usd": 1.5}),
+            json!({"secret": SECRET, "name": "x", "lifetime_days": -1}),
+            json!({"secret": SECRET, "name": "x", "node_cap": 0}),
+            json!({"secret": SECRET, "name": "x", "extra": SECRET}),
+            json!({"secret": format!("{SECRET}!"), "name": "x"}),
+            json!([SECRET]),
+            json!({"secret": 5, "name": "x"}),
+        ];
+        for body in bad {
+            let err = parse_add_key(&body, &settings).unwrap_err().to_string();
+            assert!(!err.contains("TESTabcdef"), "secret leaked in: {err}");
+        }
+    }
+
+    #[test]
+    fn settings_update_is_all_or_nothing() {
+        let current = Settings::default();
+        let next = apply_settings_update(&current, &json!({"poll_interval_secs": 600, "retire_to": "archived"})).unwrap();
+        assert_eq!(next.poller.poll_interval_secs, 600);
+        assert_eq!(next.retire_to, RetireTo::Archived);
+        for bad in [
+            json!({"poll_interval_secs": 5}),
+            json!({"retire_to": "deleted"}),
+            json!({"admin_api_base_url": "ftp://x"}),
+            json!({"default_budget_usd": "0"}),
+            json!({"surprise": 1}),
+            json!({"poll_interval_secs": 600, "retire_to": "nope"}),
+        ] {
+            assert!(apply_settings_update(&current, &bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn admin_key_body_validated_without_echo() {
+        let ok = parse_admin_key(&json!({"admin_key": "sk-ant-admin01-TESTabcdefghijklmnopqrstuvwxyz012345"}));
+        assert!(ok.is_ok());
+        let err = parse_admin_key(&json!({"admin_key": "sk-ant-api03-TESTabcdefghijklmnopqrstuvwxyz"})).unwrap_err();
+        assert!(!err.to_string().contains("TESTabcdef"));
+    }
+}

@@ -1,0 +1,603 @@
+//! The key pool (SPEC §3–§5): keys with their lifecycle, and who was issued which key.
+//!
+//! Serialising a `KeyPool` keeps only the key records (small); the node maps, which can hold a
+//! million nodes, are `#[serde(skip)]` and rebuilt with [`KeyPool::restore_issuances`] from the
+//! issuer's SQLite rows.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::secret::{ApiKeySecret, KeyHint};
+use crate::{MicroUsd, Timestamp};
+
+pub type NodeId = String;
+
+/// Local id of a key in the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyId(pub u64);
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "k{}", self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetireReason {
+    Expired,
+    Budget,
+    Operator,
+}
+
+impl std::fmt::Display for RetireReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RetireReason::Expired => "expired",
+            RetireReason::Budget => "budget",
+            RetireReason::Operator => "operator",
+        })
+    }
+}
+
+/// The Admin API side of a retirement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteRetirement {
+    /// The poller still has to set the key's status.
+    Pending,
+    /// The Admin API answered with this status.
+    Confirmed { status: String },
+    /// The key has no resolved Admin API id: nothing to call.
+    NotNeeded,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retirement {
+    pub reason: RetireReason,
+    pub at: Timestamp,
+    pub remote: RemoteRetirement,
+}
+
+/// Whether a key was matched to its Admin API key object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resolution {
+    Unresolved { why: String },
+    Resolved { api_key_id: String, workspace_id: Option<String> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub name: String,
+    /// `None` once the operator removed the key.
+    pub secret: Option<ApiKeySecret>,
+    pub hint: KeyHint,
+    pub resolution: Resolution,
+    pub added_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub budget: MicroUsd,
+    pub node_cap: Option<u32>,
+    pub spent: MicroUsd,
+    pub retirement: Option<Retirement>,
+    pub removed: bool,
+}
+
+impl KeyRecord {
+    pub fn is_active(&self) -> bool {
+        self.retirement.is_none()
+    }
+
+    /// Why this active key must be retired now, if it must.
+    pub fn due_retirement(&self, now: Timestamp) -> Option<RetireReason> {
+        if !self.is_active() {
+            return None;
+        }
+        if now >= self.expires_at {
+            Some(RetireReason::Expired)
+        } else if self.spent >= self.budget {
+            Some(RetireReason::Budget)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewKey {
+    pub secret: ApiKeySecret,
+    pub name: String,
+    pub lifetime_secs: u64,
+    pub budget: MicroUsd,
+    pub node_cap: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issuance {
+    pub node: NodeId,
+    pub key: KeyId,
+    pub issued_at: Timestamp,
+}
+
+/// A key handed to a node. Holds the secret: only for the p2p answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issued {
+    pub key: KeyId,
+    pub secret: ApiKeySecret,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// False when the node already held this key (the answer is sent again).
+    pub first_time: bool,
+}
+
+/// Refusals of a p2p request. The Display strings are a documented wire contract.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum IssueError {
+    #[error("no keys available")]
+    NoKeysAvailable,
+    #[error("key retired: {0}")]
+    KeyRetired(RetireReason),
+    #[error("invalid node name: {0}")]
+    InvalidNode(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum PoolError {
+    #[error("this key is already in the pool ({0})")]
+    DuplicateKey(KeyId),
+    #[error("unknown key {0}")]
+    UnknownKey(KeyId),
+    #[error("key {0} is already retired")]
+    AlreadyRetired(KeyId),
+    #[error("key {0} is already removed")]
+    AlreadyRemoved(KeyId),
+    #[error("name must be 1 to 80 characters without control characters")]
+    InvalidName,
+    #[error("lifetime must be above zero and at most 10 years")]
+    InvalidLifetime,
+    #[error("budget must be above zero")]
+    InvalidBudget,
+    #[error("node cap must be at least 1")]
+    InvalidNodeCap,
+    #[error("stored issuance of node {node} names unknown key {key}")]
+    IssuanceOfUnknownKey { node: NodeId, key: KeyId },
+    #[error("node {0} appears twice in the stored issuances")]
+    NodeIssuedTwice(NodeId),
+}
+
+const MAX_LIFETIME_SECS: u64 = 10 * 366 * 24 * 3600;
+
+/// Node names as Hyperware writes them: lowercase letters, digits, `.`, `-`, `_`.
+pub fn validate_node_name(node: &str) -> Result<(), IssueError> {
+    let ok = !node.is_empty()
+        && node.len() <= 255
+        && !node.starts_with('.')
+        && !node.ends_with('.')
+        && node.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(IssueError::InvalidNode(node.chars().take(64).collect()))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPool {
+    keys: BTreeMap<KeyId, KeyRecord>,
+    next_id: u64,
+    /// node → its issuance (rebuilt from SQLite).
+    #[serde(skip)]
+    issued: HashMap<NodeId, Issuance>,
+    /// key → nodes in issue order (rebuilt).
+    #[serde(skip)]
+    key_nodes: HashMap<KeyId, Vec<NodeId>>,
+    /// api key id → key (rebuilt).
+    #[serde(skip)]
+    by_api_id: HashMap<String, KeyId>,
+}
+
+impl KeyPool {
+    pub fn new() -> KeyPool {
+        KeyPool::default()
+    }
+
+    pub fn add_key(&mut self, new: NewKey, now: Timestamp) -> Result<KeyId, PoolError> {
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+            return Err(PoolError::InvalidName);
+        }
+        if new.lifetime_secs == 0 || new.lifetime_secs > MAX_LIFETIME_SECS {
+            return Err(PoolError::InvalidLifetime);
+        }
+        if new.budget <= MicroUsd::ZERO {
+            return Err(PoolError::InvalidBudget);
+        }
+        if new.node_cap == Some(0) {
+            return Err(PoolError::InvalidNodeCap);
+        }
+        let hint = new.secret.hint();
+        // Same secret, or a removed key with the same hint (its secret is gone: the hint is all we have).
+        if let Some(existing) = self.keys.values().find(|r| match &r.secret {
+            Some(secret) => secret == &new.secret,
+            None => r.hint == hint,
+        }) {
+            return Err(PoolError::DuplicateKey(existing.id));
+        }
+        self.next_id += 1;
+        let id = KeyId(self.next_id);
+        let expires_at = now + chrono::TimeDelta::seconds(new.lifetime_secs as i64);
+        self.keys.insert(
+            id,
+            KeyRecord {
+                id,
+                name: name.to_string(),
+                secret: Some(new.secret),
+                hint,
+                resolution: Resolution::Unresolved { why: "not checked yet".to_string() },
+                added_at: now,
+                expires_at,
+                budget: new.budget,
+                node_cap: new.node_cap,
+                spent: MicroUsd::ZERO,
+                retirement: None,
+                removed: false,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Rebuilds the node maps from stored issuances (at start, after deserialising).
+    pub fn restore_issuances(&mut self, issuances: impl IntoIterator<Item = Issuance>) -> Result<(), PoolError> {
+        let mut issued = HashMap::new();
+        let mut key_nodes: HashMap<KeyId, Vec<NodeId>> = HashMap::new();
+        let mut ordered: Vec<Issuance> = issuances.into_iter().collect();
+        ordered.sort_by(|a, b| (a.issued_at, &a.node).cmp(&(b.issued_at, &b.node)));
+        for issuance in ordered {
+            if !self.keys.contains_key(&issuance.key) {
+                return Err(PoolError::IssuanceOfUnknownKey { node: issuance.node, key: issuance.key });
+            }
+            if issued.contains_key(&issuance.node) {
+                return Err(PoolError::NodeIssuedTwice(issuance.node));
+            }
+            key_nodes.entry(issuance.key).or_default().push(issuance.node.clone());
+            issued.insert(issuance.node.clone(), issuance);
+        }
+        self.issued = issued;
+        self.key_nodes = key_nodes;
+        self.rebuild_api_index();
+        Ok(())
+    }
+
+    fn rebuild_api_index(&mut self) {
+        self.by_api_id = self
+            .keys
+            .values()
+            .filter_map(|r| match &r.resolution {
+                Resolution::Resolved { api_key_id, .. } => Some((api_key_id.clone(), r.id)),
+                Resolution::Unresolved { .. } => None,
+            })
+            .collect();
+    }
+
+    fn is_eligible(&self, record: &KeyRecord, now: Timestamp) -> bool {
+        record.is_active()
+            && record.due_retirement(now).is_none()
+            && record.secret.is_some()
+            && record
+                .node_cap
+                .map_or(true, |cap| self.node_count_of(record.id) < cap as usize)
+    }
+
+    /// Keys that may be issued to a new node right now.
+    pub fn eligible_keys(&self, now: Timestamp) -> Vec<KeyId> {
+        self.keys.values().filter(|r| self.is_eligible(r, now)).map(|r| r.id).collect()
+    }
+
+    /// SPEC §4: one key per node, ever; the same key again while it is active.
+    pub fn issue_to(&mut self, node: &str, now: Timestamp, rng: &mut impl Rng) -> Result<Issued, IssueError> {
+        validate_node_name(node)?;
+        if let Some(issuance) = self.issued.get(node) {
+            let record = &self.keys[&issuance.key];
+            if let Some(retirement) = &record.retirement {
+                return Err(IssueError::KeyRetired(retirement.reason));
+            }
+            if let Some(reason) = record.due_retirement(now) {
+                return Err(IssueError::KeyRetired(reason));
+            }
+            let secret = record.secret.clone().ok_or(IssueError::KeyRetired(RetireReason::Operator))?;
+            return Ok(Issued {
+                key: record.id,
+                secret,
+                issued_at: issuance.issued_at,
+                expires_at: record.expires_at,
+                first_time: false,
+            });
+        }
+        let eligible = self.eligible_keys(now);
+        if eligible.is_empty() {
+            return Err(IssueError::NoKeysAvailable);
+        }
+        let key = eligible[rng.gen_range(0..eligible.len())];
+        let record = &self.keys[&key];
+        let issued = Issued {
+            key,
+            secret: record.secret.clone().expect("eligible keys hold their secret"),
+            issued_at: now,
+            expires_at: record.expires_at,
+            first_time: true,
+        };
+        self.issued.insert(node.to_string(), Issuance { node: node.to_string(), key, issued_at: now });
+        self.key_nodes.entry(key).or_default().push(node.to_string());
+        Ok(issued)
+    }
+
+    /// Takes back an issuance that could not be persisted.
+    pub fn undo_issue(&mut self, node: &str) {
+        if let Some(issuance) = self.issued.remove(node) {
+            if let Some(nodes) = self.key_nodes.get_mut(&issuance.key) {
+                if let Some(pos) = nodes.iter().rposition(|n| n == node) {
+                    nodes.remove(pos);
+                }
+            }
+        }
+    }
+
+    pub fn retire(&mut self, key: KeyId, reason: RetireReason, now: Timestamp) -> Result<(), PoolError> {
+        let record = self.keys.get_mut(&key).ok_or(PoolError::UnknownKey(key))?;
+        if record.retirement.is_some() {
+            return Err(PoolError::AlreadyRetired(key));
+        }
+        let remote = match record.resolution {
+            Resolution::Resolved { .. } => RemoteRetirement::Pending,
+            Resolution::Unresolved { .. } => RemoteRetirement::NotNeeded,
+        };
+        record.retirement = Some(Retirement { reason, at: now, remote });
+        Ok(())
+    }
+
+    pub fn due_retirements(&self, now: Timestamp) -> Vec<(KeyId, RetireReason)> {
+        self.keys.values().filter_map(|r| r.due_retirement(now).map(|reason| (r.id, reason))).collect()
+    }
+
+    /// Retires every key that is due; returns them.
+    pub fn sweep(&mut self, now: Timestamp) -> Vec<(KeyId, RetireReason)> {
+        let due = self.due_retirements(now);
+        for (key, reason) in &due {
+            let _ = self.retire(*key, *reason, now);
+        }
+        due
+    }
+
+    /// Retires the key (operator) if active and erases its secret; the record stays.
+    pub fn remove(&mut self, key: KeyId, now: Timestamp) -> Result<(), PoolError> {
+        let record = self.keys.get(&key).ok_or(PoolError::UnknownKey(key))?;
+        if record.removed {
+            return Err(PoolError::AlreadyRemoved(key));
+        }
+        if record.is_active() {
+            self.retire(key, RetireReason::Operator, now)?;
+        }
+        let record = self.keys.get_mut(&key).expect("checked above");
+        record.secret = None;
+        record.removed = true;
+        Ok(())
+    }
+
+    pub fn set_spent(&mut self, key: KeyId, spent: MicroUsd) {
+        if let Some(record) = self.keys.get_mut(&key) {
+            record.spent = spent;
+        }
+    }
+
+    pub fn set_resolution(&mut self, key: KeyId, resolution: Resolution) {
+        let Some(record) = self.keys.get_mut(&key) else { return };
+        // A retirement decided while unresolved becomes due at the Admin API once resolved.
+        if let (Resolution::Resolved { .. }, Some(retirement)) = (&resolution, record.retirement.as_mut()) {
+            if retirement.remote == RemoteRetirement::NotNeeded {
+                retirement.remote = RemoteRetirement::Pending;
+            }
+        }
+        record.resolution = resolution;
+        self.rebuild_api_index();
+    }
+
+    pub fn confirm_remote_retirement(&mut self, key: KeyId, status: String) {
+        if let Some(retirement) = self.keys.get_mut(&key).and_then(|r| r.retirement.as_mut()) {
+            retirement.remote = RemoteRetirement::Confirmed { status };
+        }
+    }
+
+    pub fn pending_remote_retirements(&self) -> Vec<KeyId> {
+        self.keys
+            .values()
+            .filter(|r| matches!(r.retirement, Some(Retirement { remote: RemoteRetirement::Pending, .. })))
+            .map(|r| r.id)
+            .collect()
+    }
+
+    pub fn key(&self, id: KeyId) -> Option<&KeyRecord> {
+        self.keys.get(&id)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &KeyRecord> {
+        self.keys.values()
+    }
+
+    pub fn active_ids(&self) -> BTreeSet<KeyId> {
+        self.keys.values().filter(|r| r.is_active()).map(|r| r.id).collect()
+    }
+
+    pub fn historical_ids(&self) -> BTreeSet<KeyId> {
+        self.keys.values().filter(|r| !r.is_active()).map(|r| r.id).collect()
+    }
+
+    pub fn issuance(&self, node: &str) -> Option<&Issuance> {
+        self.issued.get(node)
+    }
+
+    pub fn issuances(&self) -> impl Iterator<Item = &Issuance> {
+        self.issued.values()
+    }
+
+    pub fn nodes_of(&self, key: KeyId) -> impl Iterator<Item = &NodeId> {
+        self.key_nodes.get(&key).into_iter().flatten()
+    }
+
+    pub fn node_count_of(&self, key: KeyId) -> usize {
+        self.key_nodes.get(&key).map_or(0, Vec::len)
+    }
+
+    pub fn issued_node_count(&self) -> usize {
+        self.issued.len()
+    }
+
+    pub fn key_by_api_id(&self, api_key_id: &str) -> Option<KeyId> {
+        self.by_api_id.get(api_key_id).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn t(secs: i64) -> Timestamp {
+        chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn secret(n: u32) -> ApiKeySecret {
+        ApiKeySecret::parse(&format!("sk-ant-api03-TEST{n:04}abcdefghijklmnopqrstuvwxyz{n:04}")).unwrap()
+    }
+
+    fn new_key(n: u32) -> NewKey {
+        NewKey { secret: secret(n), name: format!("key {n}"), lifetime_secs: 3600, budget: MicroUsd::from_usd(5), node_cap: None }
+    }
+
+    #[test]
+    fn one_key_per_node_and_same_key_again() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        pool.add_key(new_key(1), t(0)).unwrap();
+        pool.add_key(new_key(2), t(0)).unwrap();
+        let first = pool.issue_to("alice.os", t(1), &mut rng).unwrap();
+        assert!(first.first_time);
+        let again = pool.issue_to("alice.os", t(2), &mut rng).unwrap();
+        assert_eq!((again.key, again.issued_at, again.first_time), (first.key, first.issued_at, false));
+        assert_eq!(pool.issued_node_count(), 1);
+    }
+
+    #[test]
+    fn empty_pool_does_not_record_the_node() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(pool.issue_to("alice.os", t(0), &mut rng), Err(IssueError::NoKeysAvailable));
+        assert!(pool.issuance("alice.os").is_none());
+        assert_eq!(IssueError::NoKeysAvailable.to_string(), "no keys available");
+    }
+
+    #[test]
+    fn retired_key_gives_an_error_and_never_a_second_key() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        pool.issue_to("alice.os", t(1), &mut rng).unwrap();
+        pool.retire(k1, RetireReason::Operator, t(2)).unwrap();
+        pool.add_key(new_key(2), t(3)).unwrap();
+        let err = pool.issue_to("alice.os", t(4), &mut rng).unwrap_err();
+        assert_eq!(err.to_string(), "key retired: operator");
+        assert!(pool.issue_to("bob.os", t(4), &mut rng).is_ok());
+    }
+
+    #[test]
+    fn expiry_and_budget_stop_issuing_at_once() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        pool.issue_to("alice.os", t(1), &mut rng).unwrap();
+        assert_eq!(pool.issue_to("alice.os", t(3600), &mut rng), Err(IssueError::KeyRetired(RetireReason::Expired)));
+        assert_eq!(pool.issue_to("bob.os", t(3600), &mut rng), Err(IssueError::NoKeysAvailable));
+        let k2 = pool.add_key(new_key(2), t(3600)).unwrap();
+        pool.set_spent(k2, MicroUsd::from_usd(5));
+        assert_eq!(pool.issue_to("bob.os", t(3601), &mut rng), Err(IssueError::NoKeysAvailable));
+        let swept = pool.sweep(t(3601));
+        assert_eq!(swept, vec![(k1, RetireReason::Expired), (k2, RetireReason::Budget)]);
+        assert!(pool.active_ids().is_empty());
+    }
+
+    #[test]
+    fn node_cap_limits_nodes_per_key() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        pool.add_key(NewKey { node_cap: Some(2), ..new_key(1) }, t(0)).unwrap();
+        assert!(pool.issue_to("a.os", t(1), &mut rng).is_ok());
+        assert!(pool.issue_to("b.os", t(1), &mut rng).is_ok());
+        assert_eq!(pool.issue_to("c.os", t(1), &mut rng), Err(IssueError::NoKeysAvailable));
+    }
+
+    #[test]
+    fn add_refuses_duplicates_and_bad_input() {
+        let mut pool = KeyPool::new();
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        assert_eq!(pool.add_key(new_key(1), t(0)), Err(PoolError::DuplicateKey(k1)));
+        pool.remove(k1, t(1)).unwrap();
+        assert_eq!(pool.add_key(new_key(1), t(2)), Err(PoolError::DuplicateKey(k1)));
+        assert_eq!(pool.add_key(NewKey { name: " ".into(), ..new_key(2) }, t(0)), Err(PoolError::InvalidName));
+        assert_eq!(pool.add_key(NewKey { lifetime_secs: 0, ..new_key(2) }, t(0)), Err(PoolError::InvalidLifetime));
+        assert_eq!(pool.add_key(NewKey { budget: MicroUsd::ZERO, ..new_key(2) }, t(0)), Err(PoolError::InvalidBudget));
+        assert_eq!(pool.add_key(NewKey { node_cap: Some(0), ..new_key(2) }, t(0)), Err(PoolError::InvalidNodeCap));
+        assert_eq!(pool.keys().count(), 1);
+        assert!(!format!("{:?}", pool.add_key(new_key(1), t(0))).contains("TEST0001abc"));
+    }
+
+    #[test]
+    fn removal_keeps_a_tombstone() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        pool.issue_to("alice.os", t(1), &mut rng).unwrap();
+        pool.remove(k1, t(2)).unwrap();
+        let record = pool.key(k1).unwrap();
+        assert!(record.removed && record.secret.is_none());
+        assert_eq!(pool.issue_to("alice.os", t(3), &mut rng), Err(IssueError::KeyRetired(RetireReason::Operator)));
+        assert_eq!(pool.remove(k1, t(3)), Err(PoolError::AlreadyRemoved(k1)));
+    }
+
+    #[test]
+    fn invalid_node_names_are_refused_without_recording() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        pool.add_key(new_key(1), t(0)).unwrap();
+        for bad in ["", "Alice.os", ".os", "a os", "a.os.", "x'; drop"] {
+            assert!(matches!(pool.issue_to(bad, t(1), &mut rng), Err(IssueError::InvalidNode(_))), "{bad:?}");
+        }
+        assert_eq!(pool.issued_node_count(), 0);
+    }
+
+    #[test]
+    fn resolution_indexes_and_remote_retirement() {
+        let mut pool = KeyPool::new();
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        pool.retire(k1, RetireReason::Operator, t(1)).unwrap();
+        assert!(pool.pending_remote_retirements().is_empty());
+        pool.set_resolution(k1, Resolution::Resolved { api_key_id: "apikey_TEST01".into(), workspace_id: None });
+        assert_eq!(pool.key_by_api_id("apikey_TEST01"), Some(k1));
+        assert_eq!(pool.pending_remote_retirements(), vec![k1]);
+        pool.confirm_remote_retirement(k1, "inactive".into());
+        assert!(pool.pending_remote_retirements().is_empty());
+    }
+
+    #[test]
+    fn restore_rejects_inconsistent_rows() {
+        let mut pool = KeyPool::new();
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let row = |node: &str, key| Issuance { node: node.into(), key, issued_at: t(1) };
+        assert!(pool.restore_issuances([row("a.os", KeyId(9))]).is_err());
+        assert!(pool.restore_issuances([row("a.os", k1), row("a.os", k1)]).is_err());
+        pool.restore_issuances([row("a.os", k1), row("b.os", k1)]).unwrap();
+        assert_eq!(pool.nodes_of(k1).count(), 2);
+    }
+}
