@@ -1,1 +1,39 @@
-fn main() {}
+//! `cargo xtask <build|test>`: the project's build tasks.
+
+mod component;
+mod package;
+mod paths;
+mod secrets;
+mod test;
+mod ui;
+mod wit;
+
+use std::process::ExitCode;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  build   build the package: target/wit, wasm components, UI, target/pkg/<package>.zip
+  test    build the package, then run every test suite of the project";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => package::build().map(|_| ()),
+        Some("test") => test::run_all(),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}").into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
