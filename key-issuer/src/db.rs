@@ -91,7 +91,7 @@ impl Db {
 
     pub async fn load_issuances(&self) -> DbResult<Vec<Issuance>> {
         let rows = self
-            .read("SELECT node, key_id, issued_at FROM issuances ORDER BY issued_at, node".into(), "loading issuances")
+            .read("SELECT node, key_id, issued_at FROM issuances ORDER BY rowid".into(), "loading issuances")
             .await?;
         rows.iter()
             .map(|row| {

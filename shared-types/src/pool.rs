@@ -249,13 +249,12 @@ impl KeyPool {
         Ok(id)
     }
 
-    /// Rebuilds the node maps from stored issuances (at start, after deserialising).
+    /// Rebuilds the node maps from stored issuances, given in the order they were issued (at
+    /// start, after deserialising). On error nothing changes.
     pub fn restore_issuances(&mut self, issuances: impl IntoIterator<Item = Issuance>) -> Result<(), PoolError> {
         let mut issued = HashMap::new();
         let mut key_nodes: HashMap<KeyId, Vec<NodeId>> = HashMap::new();
-        let mut ordered: Vec<Issuance> = issuances.into_iter().collect();
-        ordered.sort_by(|a, b| (a.issued_at, &a.node).cmp(&(b.issued_at, &b.node)));
-        for issuance in ordered {
+        for issuance in issuances {
             if !self.keys.contains_key(&issuance.key) {
                 return Err(PoolError::IssuanceOfUnknownKey { node: issuance.node, key: issuance.key });
             }
