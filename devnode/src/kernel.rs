@@ -1,0 +1,382 @@
+//! Routing between processes, services, simulated remote nodes and the control API; capability
+//! checks; request timeouts; the virtual clock and its timers; the log.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::types::{Addr, Blob, Delivery, Envelope, ErrorKind, Msg};
+
+pub const SERVICES: &[&str] = &[
+    "http-server:distro:sys",
+    "http-client:distro:sys",
+    "timer:distro:sys",
+    "vfs:distro:sys",
+    "sqlite:distro:sys",
+    "kernel:distro:sys",
+    "state:distro:sys",
+    "homepage:homepage:sys",
+];
+
+/// Virtual wall clock: real time plus an offset that `advance` grows.
+#[derive(Default)]
+pub struct Clock {
+    offset_ms: AtomicI64,
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> i64 {
+        let real = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        real + self.offset_ms.load(Ordering::SeqCst)
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.offset_ms.fetch_add(secs.saturating_mul(1000), Ordering::SeqCst);
+    }
+
+    pub fn now_rfc3339(&self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.now_ms())
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    }
+}
+
+/// WASI sees the virtual clock.
+pub struct VirtualWallClock(pub Arc<Kernel>);
+
+impl wasmtime_wasi::HostWallClock for VirtualWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.clock.now_ms().max(0) as u64)
+    }
+}
+
+pub struct ProcessEntry {
+    pub tx: mpsc::UnboundedSender<Delivery>,
+    pub public: bool,
+    pub networking: bool,
+    /// Processes (ids) this process may message.
+    pub may_message: HashSet<String>,
+}
+
+#[derive(Clone, serde::Serialize)]
+pub struct LogLine {
+    pub seq: u64,
+    pub process: String,
+    pub text: String,
+}
+
+pub struct Kernel {
+    pub node: String,
+    pub peers: HashSet<String>,
+    pub data_dir: PathBuf,
+    pub clock: Clock,
+    next_id: AtomicU64,
+    pub processes: Mutex<HashMap<String, ProcessEntry>>,
+    waiters: Mutex<HashMap<(String, u64), oneshot::Sender<Delivery>>>,
+    /// Requests from processes that expect a response: (requester, id) → the request.
+    outstanding: Mutex<HashMap<(String, u64), Envelope>>,
+    logs: Mutex<Vec<LogLine>>,
+    /// Timers on the virtual clock: (due ms, seq) → the SetTimer request to answer.
+    timers: Mutex<BTreeMap<(i64, u64), Envelope>>,
+    pub timer_changed: Notify,
+    /// Messages queued in mailboxes, processes handling one, service calls in flight.
+    pub queued: AtomicUsize,
+    pub busy: AtomicUsize,
+    pub inflight: AtomicUsize,
+    pub services: crate::services::Services,
+    pub quiet: bool,
+}
+
+impl Kernel {
+    pub fn new(node: String, peers: HashSet<String>, data_dir: PathBuf, quiet: bool) -> Arc<Kernel> {
+        let services = crate::services::Services::new(&data_dir);
+        Arc::new(Kernel {
+            node,
+            peers,
+            data_dir,
+            clock: Clock::default(),
+            next_id: AtomicU64::new(1),
+            processes: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(HashMap::new()),
+            outstanding: Mutex::new(HashMap::new()),
+            logs: Mutex::new(Vec::new()),
+            timers: Mutex::new(BTreeMap::new()),
+            timer_changed: Notify::new(),
+            queued: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            inflight: AtomicUsize::new(0),
+            services,
+            quiet,
+        })
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::SeqCst)
+    }
+
+    pub fn log(&self, process: &str, text: &str) {
+        let mut logs = self.logs.lock().unwrap();
+        let seq = logs.len() as u64;
+        if !self.quiet {
+            println!("[{process}] {text}");
+        }
+        logs.push(LogLine { seq, process: process.to_string(), text: text.to_string() });
+    }
+
+    pub fn logs_since(&self, since: u64) -> (u64, Vec<LogLine>) {
+        let logs = self.logs.lock().unwrap();
+        let start = (since as usize).min(logs.len());
+        (logs.len() as u64, logs[start..].to_vec())
+    }
+
+    /// Registers a one-shot waiter for the answer to request `id` sent from `from`.
+    pub fn wait_for(&self, from: &Addr, id: u64) -> oneshot::Receiver<Delivery> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap().insert((from.to_string(), id), tx);
+        rx
+    }
+
+    pub fn forget_waiter(&self, from: &Addr, id: u64) {
+        self.waiters.lock().unwrap().remove(&(from.to_string(), id));
+    }
+
+    fn deliver_to_waiter(&self, target: &Addr, id: u64, delivery: Delivery) -> bool {
+        match self.waiters.lock().unwrap().remove(&(target.to_string(), id)) {
+            Some(tx) => {
+                let _ = tx.send(delivery);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn deliver_to_process(&self, process: &str, delivery: Delivery) -> bool {
+        let processes = self.processes.lock().unwrap();
+        match processes.get(process) {
+            Some(entry) => {
+                self.queued.fetch_add(1, Ordering::SeqCst);
+                if entry.tx.send(delivery).is_err() {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    return false;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tells the sender of `original` that it failed.
+    fn fail(self: &Arc<Self>, original: Envelope, kind: ErrorKind) {
+        let expects = matches!(original.msg, Msg::Request { expects_response: Some(_), .. });
+        if !expects {
+            return;
+        }
+        let key = (original.source.to_string(), original.id);
+        if self.outstanding.lock().unwrap().remove(&key).is_none() && self.is_process(&original.source) {
+            return; // already answered or timed out
+        }
+        let source = original.source.clone();
+        let id = original.id;
+        let delivery = Delivery::Error { kind, original };
+        if !self.deliver_to_waiter(&source, id, delivery.clone()) && source.node == self.node {
+            self.deliver_to_process(&source.process, delivery);
+        }
+    }
+
+    fn is_process(&self, addr: &Addr) -> bool {
+        addr.node == self.node && self.processes.lock().unwrap().contains_key(&addr.process)
+    }
+
+    fn may_message(&self, source: &Addr, target_process: &str) -> bool {
+        let processes = self.processes.lock().unwrap();
+        if let Some(target) = processes.get(target_process) {
+            if target.public {
+                return true;
+            }
+        }
+        match processes.get(&source.process) {
+            Some(entry) => entry.may_message.contains(target_process),
+            // Simulated local processes hold no capabilities.
+            None => false,
+        }
+    }
+
+    /// Routes one message. Requests that expect a response are tracked for their timeout.
+    pub fn route(self: &Arc<Self>, mut env: Envelope) {
+        if env.target.node == "our" {
+            env.target.node = self.node.clone();
+        }
+        if std::env::var_os("DEVNODE_TRACE").is_some() {
+            let kind = if matches!(env.msg, Msg::Request { .. }) { "request" } else { "response" };
+            let body = String::from_utf8_lossy(env.msg.body());
+            eprintln!("trace: {kind} {} {} -> {}: {}", env.id, env.source, env.target, body.chars().take(160).collect::<String>());
+        }
+        if let Msg::Request { expects_response: Some(secs), .. } = env.msg {
+            if self.is_process(&env.source) {
+                self.outstanding.lock().unwrap().insert((env.source.to_string(), env.id), env.clone());
+                let kernel = self.clone();
+                let key = (env.source.to_string(), env.id);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(secs.max(1))).await;
+                    let timed_out = kernel.outstanding.lock().unwrap().remove(&key);
+                    if let Some(original) = timed_out {
+                        let source = original.source.clone();
+                        kernel.deliver_to_process(&source.process, Delivery::Error { kind: ErrorKind::Timeout, original });
+                    }
+                });
+            }
+        }
+        if let Msg::Response { .. } = env.msg {
+            if env.target.node == self.node && self.processes.lock().unwrap().contains_key(&env.target.process) {
+                // Only an awaited answer is delivered; a late one is dropped.
+                if self.outstanding.lock().unwrap().remove(&(env.target.to_string(), env.id)).is_none() {
+                    return;
+                }
+                self.deliver_to_process(&env.target.process.clone(), Delivery::Message(env));
+                return;
+            }
+            let (target, id) = (env.target.clone(), env.id);
+            self.deliver_to_waiter(&target, id, Delivery::Message(env));
+            return;
+        }
+        // A request.
+        if env.target.node != self.node {
+            if !self.peers.contains(&env.target.node) {
+                self.fail(env, ErrorKind::Offline);
+            }
+            // Simulated peers run no processes: the request times out.
+            return;
+        }
+        let target_process = env.target.process.clone();
+        let exists = self.processes.lock().unwrap().contains_key(&target_process);
+        if exists {
+            let from_remote = env.source.node != self.node;
+            let allowed = if from_remote {
+                self.processes.lock().unwrap().get(&target_process).is_some_and(|p| p.networking)
+            } else {
+                self.may_message(&env.source, &target_process)
+            };
+            if !allowed {
+                if from_remote {
+                    return; // dropped, as a node drops inbound network messages it may not deliver
+                }
+                self.fail(env, ErrorKind::Timeout);
+                return;
+            }
+            self.deliver_to_process(&target_process, Delivery::Message(env));
+            return;
+        }
+        if SERVICES.contains(&target_process.as_str()) {
+            if self.is_process(&env.source) && !self.may_message(&env.source, &target_process) {
+                self.log("kernel", &format!("{} may not message {target_process}: refused", env.source.process));
+                self.fail(env, ErrorKind::Timeout);
+                return;
+            }
+            let kernel = self.clone();
+            self.inflight.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                crate::services::handle(kernel.clone(), env).await;
+                kernel.inflight.fetch_sub(1, Ordering::SeqCst);
+            });
+            return;
+        }
+        self.fail(env, ErrorKind::Offline);
+    }
+
+    /// Answers `request` from a service.
+    pub fn respond(self: &Arc<Self>, request: &Envelope, body: Vec<u8>, blob: Option<Blob>) {
+        if !matches!(request.msg, Msg::Request { expects_response: Some(_), .. }) {
+            return;
+        }
+        let target = request.rsvp.clone().unwrap_or_else(|| request.source.clone());
+        self.route(Envelope {
+            id: request.id,
+            source: request.target.clone(),
+            target,
+            rsvp: None,
+            msg: Msg::response(body),
+            blob,
+        });
+    }
+
+    /// Sends `body` from `from` to `to` and waits for the answer (control API, http-server).
+    pub async fn call(self: &Arc<Self>, from: Addr, to: Addr, body: Vec<u8>, blob: Option<Blob>, timeout_secs: u64) -> Result<(Vec<u8>, Option<Blob>), String> {
+        let id = self.next_id();
+        let waiter = self.wait_for(&from, id);
+        self.route(Envelope { id, source: from.clone(), target: to, rsvp: None, msg: Msg::request(body, Some(timeout_secs)), blob });
+        match tokio::time::timeout(Duration::from_secs(timeout_secs), waiter).await {
+            Ok(Ok(Delivery::Message(env))) => Ok((env.msg.body().to_vec(), env.blob)),
+            Ok(Ok(Delivery::Error { kind, .. })) => Err(match kind {
+                ErrorKind::Offline => "offline: no such node or process".to_string(),
+                ErrorKind::Timeout => "timeout: the target refused the message or did not answer".to_string(),
+            }),
+            Ok(Err(_)) => Err("the answer was lost".to_string()),
+            Err(_) => {
+                self.forget_waiter(&from, id);
+                Err(format!("timeout: no answer within {timeout_secs} s"))
+            }
+        }
+    }
+
+    pub fn add_timer(&self, due_ms: i64, request: Envelope) {
+        let seq = self.next_id();
+        self.timers.lock().unwrap().insert((due_ms, seq), request);
+        self.timer_changed.notify_one();
+    }
+
+    /// Fires due timers; returns the time until the next one.
+    pub fn fire_due_timers(self: &Arc<Self>) -> Option<Duration> {
+        let now = self.clock.now_ms();
+        let due: Vec<Envelope> = {
+            let mut timers = self.timers.lock().unwrap();
+            let later = timers.split_off(&(now + 1, 0));
+            std::mem::replace(&mut *timers, later).into_values().collect()
+        };
+        for request in due {
+            self.respond(&request, Vec::new(), None);
+        }
+        let timers = self.timers.lock().unwrap();
+        timers.keys().next().map(|(due, _)| Duration::from_millis((due - now).max(0) as u64))
+    }
+
+    pub async fn run_timers(self: Arc<Self>) {
+        loop {
+            let wait = self.fire_due_timers().unwrap_or(Duration::from_secs(3600)).min(Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.timer_changed.notified() => {}
+            }
+        }
+    }
+
+    /// True when nothing is queued, handled or in flight.
+    pub fn is_quiet(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) == 0 && self.busy.load(Ordering::SeqCst) == 0 && self.inflight.load(Ordering::SeqCst) == 0
+    }
+
+    /// Advances the virtual clock, fires due timers in order, and waits until the processes are idle.
+    pub async fn advance(self: &Arc<Self>, secs: i64) {
+        self.clock.advance(secs);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut quiet_rounds = 0;
+        while tokio::time::Instant::now() < deadline {
+            self.fire_due_timers();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.is_quiet() {
+                quiet_rounds += 1;
+                if quiet_rounds >= 5 {
+                    break;
+                }
+            } else {
+                quiet_rounds = 0;
+            }
+        }
+    }
+}
