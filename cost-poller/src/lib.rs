@@ -39,6 +39,9 @@ pub struct CostPoller {
     cost_cursor: Option<Timestamp>,
     #[serde(skip)]
     polling: bool,
+    /// A poll was asked for while one was running: run another right after it.
+    #[serde(skip)]
+    poll_again: bool,
 }
 
 fn now() -> Timestamp {
@@ -100,12 +103,25 @@ impl CostPoller {
         }
     }
 
-    /// One tick: poll usage and cost, report status, then do the work the issuer hands back.
+    /// Runs a tick, or queues one if a tick is running (so "poll now" is never lost).
     async fn tick(&mut self) {
         if self.polling {
+            self.poll_again = true;
             return;
         }
         self.polling = true;
+        loop {
+            self.poll_again = false;
+            self.tick_once().await;
+            if !self.poll_again {
+                break;
+            }
+        }
+        self.polling = false;
+    }
+
+    /// One tick: poll usage and cost, report status, then do the work the issuer hands back.
+    async fn tick_once(&mut self) {
         let started = now();
         self.status.last_poll_started = Some(started);
         self.status.admin_key_set = self.admin_key.is_some();
@@ -125,7 +141,6 @@ impl CostPoller {
             Ok(work) => self.do_work(work).await,
             Err(e) => log::warn(&e),
         }
-        self.polling = false;
     }
 
     async fn poll_usage_and_cost(&mut self, at: Timestamp) -> Result<(), PollError> {

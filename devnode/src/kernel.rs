@@ -38,6 +38,14 @@ impl Clock {
         self.offset_ms.fetch_add(secs.saturating_mul(1000), Ordering::SeqCst);
     }
 
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::SeqCst)
+    }
+
+    pub fn set_offset_ms(&self, ms: i64) {
+        self.offset_ms.store(ms, Ordering::SeqCst);
+    }
+
     pub fn now_rfc3339(&self) -> String {
         chrono::DateTime::from_timestamp_millis(self.now_ms())
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -364,6 +372,8 @@ impl Kernel {
     /// Advances the virtual clock, fires due timers in order, and waits until the processes are idle.
     pub async fn advance(self: &Arc<Self>, secs: i64) {
         self.clock.advance(secs);
+        // Time never runs backwards across a devnode restart on the same data dir.
+        let _ = std::fs::write(self.data_dir.join("clock-offset-ms"), self.clock.offset_ms().to_string());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut quiet_rounds = 0;
         while tokio::time::Instant::now() < deadline {

@@ -69,6 +69,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     let package_id = package_id(&config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
     let kernel = Kernel::new(config.node.clone(), config.peers.iter().cloned().collect(), config.data_dir.clone(), config.quiet);
+    if let Ok(text) = std::fs::read_to_string(config.data_dir.join("clock-offset-ms")) {
+        kernel.clock.set_offset_ms(text.trim().parse().map_err(|_| "data dir: clock-offset-ms is corrupt".to_string())?);
+    }
     let drive = kernel.services.vfs_root().join(&package_id).join("pkg");
     let manifest = package::install(&config.package, &drive)?;
 

@@ -27,6 +27,8 @@ fn suites() -> Vec<Suite> {
     vec![
         Suite { name: "shared-types (unit, property, fixture)", command: || cargo_test(&["shared-types"]) },
         Suite { name: "xtask", command: || cargo_test(&["xtask"]) },
+        Suite { name: "devnode and fake-admin-api (unit)", command: || cargo_test(&["devnode", "fake-admin-api"]) },
+        Suite { name: "end to end (devnode + fake-admin-api + package)", command: || cargo_test(&["e2e"]) },
     ]
 }
 
@@ -61,9 +63,15 @@ fn run_captured(mut cmd: Command) -> Result<(bool, String)> {
     Ok((status.success(), out))
 }
 
+/// The native tools the end-to-end tests start as processes.
+pub fn build_tools() -> Result<()> {
+    crate::paths::run(paths::cargo().args(["build", "--profile", "tools", "-p", "devnode", "-p", "fake-admin-api"]), "building devnode and fake-admin-api")
+}
+
 pub fn run_all() -> Result<()> {
     let started = Instant::now();
     crate::package::build()?;
+    build_tools()?;
     let mut results = vec![];
     for suite in suites() {
         println!("\nxtask: running {}", suite.name);

@@ -1,0 +1,260 @@
+//! Test harness: starts devnode (with the built package) and fake-admin-api on free loopback
+//! ports, and talks to them only through devnode's control API and the app's HTTP API.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const ISSUER: &str = "key-issuer:anthropic-api-key-manager:keymanager.os";
+pub const POLLER: &str = "cost-poller:anthropic-api-key-manager:keymanager.os";
+pub const ADMIN_KEY: &str = "sk-ant-admin01-TESTadminkeyabcdefghijklmnop0001";
+pub const PASSWORD: &str = "test-password";
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// Fake secret number `n`; its hint is `sk-ant-api03-TES...{n:04}`, as in the scenarios.
+pub fn secret(n: u32) -> String {
+    format!("sk-ant-api03-TESTkey{n:04}abcdefghijklmnopqrstuvwxyz{n:04}")
+}
+
+/// A child process whose stdout lines are kept.
+struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn start(mut cmd: Command, ready_prefix: &str) -> (Proc, String) {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {cmd:?}: {e} (run `cargo xtask build` first)"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let keep = lines.clone();
+        let prefix = ready_prefix.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with(&prefix) {
+                    let _ = tx.send(line.clone());
+                }
+                keep.lock().unwrap().push(line);
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let keep = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => (Proc { child, lines }, line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{ready_prefix} did not start: {:?}", lines.lock().unwrap());
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn field(line: &str, name: &str) -> String {
+    line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name}= in {line}")).to_string()
+}
+
+pub struct Env {
+    devnode: Option<Proc>,
+    fake: Option<Proc>,
+    http_port: u16,
+    control_port: u16,
+    pub data_dir: PathBuf,
+    pub http: String,
+    pub control: String,
+    pub fake_url: String,
+    cookie: String,
+    peers: Vec<String>,
+}
+
+pub fn post(url: &str, body: &Value) -> Value {
+    match ureq::post(url).timeout(Duration::from_secs(120)).send_string(&body.to_string()) {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => {
+            let text = r.into_string().unwrap();
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        }
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+pub fn get(url: &str) -> Value {
+    let text = ureq::get(url).timeout(Duration::from_secs(60)).call().unwrap().into_string().unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+impl Env {
+    /// devnode with `peers` simulated nodes, and fake-admin-api with `scenario`.
+    pub fn start(name: &str, scenario: &str, peers: &[String]) -> Env {
+        let data_dir = target().join("e2e").join(name);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let mut env = Env {
+            devnode: None,
+            fake: None,
+            http_port: free_port(),
+            control_port: free_port(),
+            data_dir,
+            http: String::new(),
+            control: String::new(),
+            fake_url: String::new(),
+            cookie: String::new(),
+            peers: peers.to_vec(),
+        };
+        env.start_devnode();
+        let mut fake = Command::new(target().join("tools/fake-admin-api"));
+        fake.args(["--scenario", root().join("fake-admin-api/scenarios").join(scenario).to_str().unwrap(), "--port", "0", "--clock-url", &env.control]);
+        let (proc_, line) = Proc::start(fake, "fake-admin-api ready");
+        env.fake = Some(proc_);
+        env.fake_url = field(&line, "url");
+        env.login();
+        env
+    }
+
+    fn start_devnode(&mut self) {
+        let mut cmd = Command::new(target().join("tools/devnode"));
+        let zip = target().join("pkg/anthropic-api-key-manager:keymanager.os.zip");
+        let (http_port, control_port) = (self.http_port.to_string(), self.control_port.to_string());
+        cmd.args(["--package", zip.to_str().unwrap(), "--data-dir", self.data_dir.to_str().unwrap(), "--http-port", &http_port, "--control-port", &control_port, "--password", PASSWORD, "--quiet"]);
+        for p in &self.peers {
+            cmd.args(["--peer", p]);
+        }
+        let (proc_, line) = Proc::start(cmd, "devnode ready");
+        self.http = format!("{}/{ISSUER}", field(&line, "http"));
+        self.control = field(&line, "control");
+        self.devnode = Some(proc_);
+        self.wait_ready();
+    }
+
+    /// Waits until the issuer answers (it restores its maps at start).
+    fn wait_ready(&self) {
+        for _ in 0..200 {
+            let answer = post(&format!("{}/devnode/local", self.control), &json!({"from": "probe:probe:sys", "to": ISSUER, "body": {"PoolSummary": null}, "timeout_secs": 2}));
+            if answer.get("response").is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the key-issuer never answered");
+    }
+
+    /// Stops devnode and starts it again on the same data dir.
+    pub fn restart_devnode(&mut self) {
+        self.devnode = None;
+        std::thread::sleep(Duration::from_millis(200));
+        self.start_devnode();
+        self.login();
+    }
+
+    pub fn login(&mut self) {
+        let base = self.http.rsplit_once('/').unwrap().0.to_string();
+        let r = ureq::post(&format!("{base}/login")).send_string(&json!({"password": PASSWORD}).to_string()).unwrap();
+        let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+        self.cookie = cookie;
+    }
+
+    /// A dashboard API call with the login cookie.
+    pub fn api(&self, call: Value) -> Value {
+        match ureq::post(&format!("{}/api", self.http)).set("cookie", &self.cookie).timeout(Duration::from_secs(120)).send_string(&call.to_string()) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                let text = r.into_string().unwrap();
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            }
+            Err(e) => panic!("API call {call}: {e}"),
+        }
+    }
+
+    pub fn api_unauthenticated(&self, path: &str, call: Value) -> (u16, String) {
+        match ureq::post(&format!("{}{path}", self.http)).send_string(&call.to_string()) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A p2p request from a simulated node.
+    pub fn p2p(&self, from: &str, body: Value) -> Value {
+        post(&format!("{}/devnode/p2p", self.control), &json!({"from": from, "to": ISSUER, "body": body}))
+    }
+
+    pub fn local(&self, from: &str, to: &str, body: Value) -> Value {
+        post(&format!("{}/devnode/local", self.control), &json!({"from": from, "to": to, "body": body, "timeout_secs": 10}))
+    }
+
+    pub fn advance(&self, seconds: i64) -> Value {
+        post(&format!("{}/devnode/clock/advance", self.control), &json!({"seconds": seconds}))
+    }
+
+    pub fn restart_process(&self, process: &str) {
+        post(&format!("{}/devnode/restart", self.control), &json!({"process": process}));
+        self.wait_ready();
+    }
+
+    pub fn fake_control(&self, path: &str, body: Option<Value>) -> Value {
+        match body {
+            Some(b) => post(&format!("{}/_control/{path}", self.fake_url), &b),
+            None => get(&format!("{}/_control/{path}", self.fake_url)),
+        }
+    }
+
+    /// Points the app at the fake Admin API and gives it the admin key.
+    pub fn configure_admin_api(&self) {
+        let r = self.api(json!({"UpdateSettings": {"admin_api_base_url": self.fake_url}}));
+        assert!(r.get("Ok").is_some(), "{r}");
+        let r = self.api(json!({"SetAdminKey": {"admin_key": ADMIN_KEY}}));
+        assert!(r.get("Ok").is_some(), "{r}");
+    }
+
+    /// Everything the devnode's processes printed.
+    pub fn logs(&self) -> String {
+        let v = get(&format!("{}/devnode/logs?since=0", self.control));
+        v["lines"].as_array().unwrap().iter().map(|l| l["text"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Output lines of devnode and fake-admin-api so far.
+    pub fn process_output(&self) -> String {
+        let mut out = self.fake.as_ref().map(|f| f.lines.lock().unwrap().join("\n")).unwrap_or_default();
+        if let Some(d) = &self.devnode {
+            out.push('\n');
+            out.push_str(&d.lines.lock().unwrap().join("\n"));
+        }
+        out
+    }
+
+    /// Polls until `check` holds (the poller works asynchronously).
+    pub fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..300 {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for: {what}");
+    }
+}
