@@ -3,6 +3,7 @@
 mod component;
 mod package;
 mod paths;
+mod run;
 mod secrets;
 mod test;
 mod ui;
@@ -15,6 +16,9 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  run     build the package and run it in devnode: demo data and a scripted Admin API, or
+          the real Admin API with --admin-key-file PATH (or ANTHROPIC_ADMIN_KEY)
+          flags: --port N (8080), --password PW, --data-dir DIR, --fresh
   build   build the package: target/wit, wasm components, UI, target/pkg/<package>.zip
   test    build the package, then run every test suite of the project";
 
@@ -23,6 +27,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("build") => package::build().map(|_| ()),
         Some("test") => test::run_all(),
+        Some("run") => run::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
