@@ -141,6 +141,16 @@ fn seventy_two_hours_of_polling_match_the_truth_exactly() {
     assert_eq!(total, truth_micro_usd(&t1) + truth_micro_usd(&t2));
     assert_eq!(truth_micro_usd(&truth), total);
 
+    // Key detail: usage by model adds up to the key's spend; a burn rate and a runway exist.
+    let detail = env.api(json!({"KeyDetail": k1}));
+    let models = detail["Ok"]["usage_by_model"].as_array().unwrap();
+    assert_eq!(models.len(), 2, "{detail}");
+    let by_model: i64 = models.iter().map(|m| m["cost_micro_usd"].as_i64().unwrap()).sum();
+    assert_eq!(by_model, detail["Ok"]["key"]["spent_micro_usd"].as_i64().unwrap());
+    assert!(detail["Ok"]["burn_rate_micro_usd_per_hour"].as_i64().unwrap() > 0);
+    assert!(detail["Ok"]["budget_runs_out_in_secs"].as_u64().is_some());
+    assert_eq!(env.api(json!({"KeyDetail": 99}))["Err"], "unknown key k99");
+
     // Polling the same window again changes nothing.
     let polls = env.api(json!({"Status": null}))["poller"]["polls_total"].as_u64().unwrap();
     env.api(json!({"PollNow": null}));

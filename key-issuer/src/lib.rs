@@ -16,8 +16,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use shared_types::cost::{self, CostSource};
 use shared_types::http_api::{
-    self, AuditPage, AuditQuery, CostSeries, CostSeriesQuery, JoinEvent, KeyView, NodesPage, NodesQuery, Settings,
-    SettingsView, StatusView,
+    self, AuditPage, AuditQuery, CostSeries, CostSeriesQuery, JoinEvent, KeyDetail, KeyView, ModelUsageView, NodesPage,
+    NodesQuery, Settings, SettingsView, StatusView,
 };
 use shared_types::messages::{
     self, AdminKeyInfo, ConnectionTest, HintQuery, KeyResolution, PollerStatus, PollerWork, RetireOrder,
@@ -549,6 +549,65 @@ impl KeyIssuer {
             v: points.iter().map(|p| p.amount.0).collect(),
             joins,
             total_micro_usd: total,
+        })
+    }
+
+    /// One key with its nodes, usage by model, burn rate, runway and drift.
+    #[http]
+    async fn key_detail(&mut self, key: KeyId) -> Result<KeyDetail, String> {
+        let at = now();
+        let Some(view) = self.key_view(key, at) else {
+            return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
+        };
+        let db = match self.db().await {
+            Ok(db) => db,
+            Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
+        };
+        let (_, rows) = db.nodes_page(None, Some(key), 0, http_api::MAX_PAGE).await?;
+        let nodes = rows.into_iter().map(|(node, key, t)| db::node_view(&self.pool, node, key, t)).collect();
+        let usage_by_model = db
+            .usage_by_model(key)
+            .await?
+            .into_iter()
+            .map(|(model, cost, input, output)| ModelUsageView { model, cost_micro_usd: cost.0, input_tokens: input, output_tokens: output })
+            .collect();
+        let hourly = db.hourly_costs(Some(key)).await?;
+        let burn = cost::burn_rate_per_hour(&hourly, at);
+        let record = self.pool.key(key).expect("checked above");
+        let runway = cost::budget_runs_out_in_secs(record.budget, record.spent, burn);
+        // Authoritative figure: the key's own workspace, when no other pool key shares it.
+        let workspace = match &record.resolution {
+            Resolution::Resolved { workspace_id: Some(ws), .. } => Some(ws.clone()),
+            _ => None,
+        };
+        let alone = workspace.as_ref().is_some_and(|ws| {
+            self.pool.keys().filter(|r| matches!(&r.resolution, Resolution::Resolved { workspace_id: Some(w), .. } if w == ws)).count() == 1
+        });
+        let (mut authoritative, mut estimate) = (None, None);
+        if let (true, Some(ws)) = (alone, &workspace) {
+            let today = at.timestamp() - at.timestamp().rem_euclid(86_400);
+            let days = db.workspace_daily_costs(Some(ws)).await?;
+            let closed: Vec<_> = days.iter().filter(|d| d.at.timestamp() < today).collect();
+            if let Some(first) = closed.first() {
+                let from = first.at.timestamp();
+                authoritative = Some(closed.iter().map(|d| d.amount).sum::<MicroUsd>());
+                estimate = Some(hourly.iter().filter(|p| (from..today).contains(&p.at.timestamp())).map(|p| p.amount).sum::<MicroUsd>());
+            }
+        }
+        let drift = match (estimate, authoritative) {
+            (Some(e), Some(a)) => cost::drift_basis_points(e, a),
+            _ => None,
+        };
+        Ok(KeyDetail {
+            key: view,
+            nodes,
+            usage_by_model,
+            burn_rate_micro_usd_per_hour: burn.0,
+            budget_runs_out_in_secs: runway,
+            authoritative_micro_usd: authoritative.map(|m| m.0),
+            estimate_same_days_micro_usd: estimate.map(|m| m.0),
+            drift_basis_points: drift,
+            drift_warning: drift.is_some_and(|d| d.abs() > cost::DRIFT_WARNING_BASIS_POINTS),
         })
     }
 

@@ -461,3 +461,31 @@ mod tests {
         assert!(!err.to_string().contains("TESTabcdef"));
     }
 }
+
+/// Cost and tokens of one key for one model, all time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelUsageView {
+    pub model: String,
+    pub cost_micro_usd: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+/// `KeyDetail` answer: one key with its nodes, usage by model and derived figures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDetail {
+    pub key: KeyView,
+    pub nodes: Vec<NodeView>,
+    pub usage_by_model: Vec<ModelUsageView>,
+    /// Cost of the last 24 hours ÷ 24.
+    pub burn_rate_micro_usd_per_hour: i64,
+    /// (budget − spent) ÷ burn rate; None when nothing burns.
+    pub budget_runs_out_in_secs: Option<u64>,
+    /// Authoritative cost (cost report of the key's own workspace) over closed days, when the key
+    /// is the only pool key in a workspace of its own.
+    pub authoritative_micro_usd: Option<i64>,
+    /// Estimate over the same closed days.
+    pub estimate_same_days_micro_usd: Option<i64>,
+    pub drift_basis_points: Option<i64>,
+    pub drift_warning: bool,
+}
