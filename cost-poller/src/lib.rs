@@ -11,7 +11,7 @@ use chrono::{DurationRound, TimeDelta};
 use hyperware_process_lib::hyperapp::{self, SaveOptions};
 use hyperware_process_lib::{our, Address, Request};
 use serde::{Deserialize, Serialize};
-use shared_types::admin_api::{self, AdminApiBase, ApiKeyObject, UpdateApiKeyBody};
+use shared_types::admin_api::{self, AdminApiBase, ApiKeyObject, ReportPage, UpdateApiKeyBody};
 use shared_types::messages::{
     self, AdminKeyInfo, ConnectionTest, HintQuery, KeyResolution, PollError, PollerConfig, PollerStatus, PollerWork,
     RetireOrder, RetirementOutcome, RetirementResult, UsageBucket, UsagePush, WorkspaceCost,
@@ -83,6 +83,32 @@ fn poll_error(message: String, needs_operator: bool) -> PollError {
     PollError { at: now(), message, needs_operator }
 }
 
+type ReportUrl = fn(&AdminApiBase, Timestamp, Timestamp, Option<&str>) -> Result<url::Url, admin_api::AdminApiError>;
+type ReportParser<R> = fn(&[u8]) -> Result<ReportPage<R>, admin_api::AdminApiError>;
+
+/// Fetches every page of a report (usage or cost) for [from, to).
+async fn fetch_report<R>(
+    client: &AdminClient,
+    base: &AdminApiBase,
+    from: Timestamp,
+    to: Timestamp,
+    url: ReportUrl,
+    parse: ReportParser<R>,
+) -> Result<Vec<ReportPage<R>>, PollError> {
+    let mut pages = vec![];
+    let mut page_token: Option<String> = None;
+    loop {
+        let url = url(base, from, to, page_token.as_deref()).map_err(|e| poll_error(e.to_string(), false))?;
+        let body = client.get(url).await.map_err(|e| poll_error(e.message, e.needs_operator))?;
+        let page = parse(&body).map_err(|e| poll_error(e.to_string(), false))?;
+        page_token = admin_api::next_report_page(&page).map_err(|e| poll_error(e.to_string(), false))?;
+        pages.push(page);
+        if page_token.is_none() {
+            return Ok(pages);
+        }
+    }
+}
+
 impl CostPoller {
     fn save(&self) {
         match rmp_serde::to_vec(self) {
@@ -146,24 +172,12 @@ impl CostPoller {
     async fn poll_usage_and_cost(&mut self, at: Timestamp) -> Result<(), PollError> {
         let base = self.base()?;
         let client = self.client()?;
-        let call_error = |e: CallError| poll_error(e.message, e.needs_operator);
         let backfill = TimeDelta::hours(self.config.backfill_hours as i64);
 
         // Usage per key per model, hourly.
         let usage_from = self.usage_cursor.unwrap_or_else(|| floor_hour(at - backfill));
         let usage_to = floor_hour(at) + TimeDelta::hours(1);
-        let mut pages = vec![];
-        let mut page_token: Option<String> = None;
-        loop {
-            let url = base.usage_report(usage_from, usage_to, page_token.as_deref()).map_err(|e| poll_error(e.to_string(), false))?;
-            let body = client.get(url).await.map_err(call_error)?;
-            let page = admin_api::parse_usage_page(&body).map_err(|e| poll_error(e.to_string(), false))?;
-            page_token = admin_api::next_report_page(&page).map_err(|e| poll_error(e.to_string(), false))?;
-            pages.push(page);
-            if page_token.is_none() {
-                break;
-            }
-        }
+        let pages = fetch_report(&client, &base, usage_from, usage_to, AdminApiBase::usage_report, admin_api::parse_usage_page).await?;
         let (by_key, skipped) = admin_api::usage_by_key(&pages);
         let buckets: Vec<UsageBucket> = by_key
             .into_iter()
@@ -180,18 +194,7 @@ impl CostPoller {
         // Authoritative cost per workspace, daily.
         let cost_from = self.cost_cursor.unwrap_or_else(|| floor_day(at - backfill));
         let cost_to = floor_day(at) + TimeDelta::days(1);
-        let mut pages = vec![];
-        let mut page_token: Option<String> = None;
-        loop {
-            let url = base.cost_report(cost_from, cost_to, page_token.as_deref()).map_err(|e| poll_error(e.to_string(), false))?;
-            let body = client.get(url).await.map_err(call_error)?;
-            let page = admin_api::parse_cost_page(&body).map_err(|e| poll_error(e.to_string(), false))?;
-            page_token = admin_api::next_report_page(&page).map_err(|e| poll_error(e.to_string(), false))?;
-            pages.push(page);
-            if page_token.is_none() {
-                break;
-            }
-        }
+        let pages = fetch_report(&client, &base, cost_from, cost_to, AdminApiBase::cost_report, admin_api::parse_cost_page).await?;
         let costs: Vec<WorkspaceCost> = admin_api::cost_by_workspace(&pages)
             .into_iter()
             .map(|((workspace_id, day_start), amount)| WorkspaceCost { workspace_id, day_start, amount })

@@ -167,10 +167,24 @@ impl Env {
 
     /// Stops devnode and starts it again on the same data dir.
     pub fn restart_devnode(&mut self) {
+        self.stop_devnode();
+        self.start_devnode_again();
+    }
+
+    pub fn stop_devnode(&mut self) {
         self.devnode = None;
         std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Starts devnode on the same data dir and ports; returns once the issuer answers.
+    pub fn start_devnode_again(&mut self) {
         self.start_devnode();
         self.login();
+    }
+
+    /// The issuer's SQLite file in the data dir.
+    pub fn issuer_db(&self) -> PathBuf {
+        self.data_dir.join("sqlite/anthropic-api-key-manager:keymanager.os/key-issuer.sqlite")
     }
 
     pub fn login(&mut self) {
@@ -184,7 +198,8 @@ impl Env {
     pub fn api(&self, call: Value) -> Value {
         match ureq::post(&format!("{}/api", self.http)).set("cookie", &self.cookie).timeout(Duration::from_secs(120)).send_string(&call.to_string()) {
             Ok(r) | Err(ureq::Error::Status(_, r)) => {
-                let text = r.into_string().unwrap();
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut r.into_reader(), &mut text).unwrap();
                 serde_json::from_str(&text).unwrap_or(Value::String(text))
             }
             Err(e) => panic!("API call {call}: {e}"),

@@ -89,19 +89,30 @@ impl Db {
         self.conn.commit_tx(tx).await.map_err(|e| db_error(what, e))
     }
 
+    /// Every issuance in issue order, read in pages so that a million rows never sit in one answer.
     pub async fn load_issuances(&self) -> DbResult<Vec<Issuance>> {
-        let rows = self
-            .read("SELECT node, key_id, issued_at FROM issuances ORDER BY rowid".into(), "loading issuances")
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Issuance {
+        const PAGE: u64 = 50_000;
+        let mut all = Vec::new();
+        let mut last_rowid = 0i64;
+        loop {
+            let rows = self
+                .read(
+                    format!("SELECT rowid AS r, node, key_id, issued_at FROM issuances WHERE rowid > {last_rowid} ORDER BY rowid LIMIT {PAGE}"),
+                    "loading issuances",
+                )
+                .await?;
+            for row in &rows {
+                last_rowid = int(row, "r")?;
+                all.push(Issuance {
                     node: string(row, "node")?,
                     key: KeyId(int(row, "key_id")? as u64),
                     issued_at: timestamp(int(row, "issued_at")?)?,
-                })
-            })
-            .collect()
+                });
+            }
+            if (rows.len() as u64) < PAGE {
+                return Ok(all);
+            }
+        }
     }
 
     /// Commits one issuance. Fails (and changes nothing) if the node already has a row.

@@ -542,12 +542,15 @@ impl KeyIssuer {
             .map(|i| JoinEvent { t: i.issued_at.timestamp(), node: i.node.clone(), key: i.key })
             .collect();
         joins.sort_by(|a, b| (a.t, &a.node).cmp(&(b.t, &b.node)));
+        let joins_total = joins.len() as u64;
+        let joins = http_api::thin_joins(joins, http_api::MAX_JOINS);
         Ok(CostSeries {
             key: query.key,
             source: CostSource::UsageEstimate.to_string(),
             t: points.iter().map(|p| p.at.timestamp()).collect(),
             v: points.iter().map(|p| p.amount.0).collect(),
             joins,
+            joins_total,
             total_micro_usd: total,
         })
     }

@@ -315,8 +315,30 @@ pub struct CostSeries {
     pub source: String,
     pub t: Vec<i64>,
     pub v: Vec<i64>,
+    /// Node-join events in the range, at most `MAX_JOINS` (evenly thinned when there are more).
     pub joins: Vec<JoinEvent>,
+    /// How many nodes joined in the range.
+    pub joins_total: u64,
     pub total_micro_usd: i64,
+}
+
+/// Most join events one cost-series answer carries.
+pub const MAX_JOINS: usize = 5_000;
+
+/// Keeps at most `max` of `events` (sorted by time), evenly spaced, always the first and last.
+pub fn thin_joins(events: Vec<JoinEvent>, max: usize) -> Vec<JoinEvent> {
+    let n = events.len();
+    if n <= max {
+        return events;
+    }
+    if max < 2 {
+        return events.into_iter().take(max).collect();
+    }
+    let mut keep = vec![false; n];
+    for i in 0..max {
+        keep[i * (n - 1) / (max - 1)] = true;
+    }
+    events.into_iter().zip(keep).filter(|(_, k)| *k).map(|(e, _)| e).collect()
 }
 
 /// A node was issued a key at `t`.
@@ -451,6 +473,16 @@ mod tests {
         ] {
             assert!(apply_settings_update(&current, &bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn joins_are_thinned_evenly() {
+        let events: Vec<JoinEvent> = (0..10_000).map(|i| JoinEvent { t: i, node: format!("n{i}.os"), key: KeyId(1) }).collect();
+        let thin = thin_joins(events.clone(), 100);
+        assert_eq!(thin.len(), 100);
+        assert_eq!(thin.first(), events.first());
+        assert_eq!(thin.last(), events.last());
+        assert_eq!(thin_joins(events[..50].to_vec(), 100).len(), 50);
     }
 
     #[test]

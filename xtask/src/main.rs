@@ -20,7 +20,8 @@ commands:
           the real Admin API with --admin-key-file PATH (or ANTHROPIC_ADMIN_KEY)
           flags: --port N (8080), --password PW, --data-dir DIR, --fresh
   build   build the package: target/wit, wasm components, UI, target/pkg/<package>.zip
-  test    build the package, then run every test suite of the project";
+  test    build the package, then run every test suite of the project
+  bench   build the package, then print issuance and cost-series figures (docs/benchmarks.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some("build") => package::build().map(|_| ()),
         Some("test") => test::run_all(),
         Some("run") => run::run(&args[1..]),
+        Some("bench") => test::bench(),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

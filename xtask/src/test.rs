@@ -94,3 +94,10 @@ pub fn run_all() -> Result<()> {
         Err("some test suites failed".into())
     }
 }
+
+/// Builds everything, then runs the benchmark binary (figures, not pass/fail).
+pub fn bench() -> Result<()> {
+    crate::package::build()?;
+    build_tools()?;
+    crate::paths::run(paths::cargo().args(["run", "--profile", "tools", "-p", "e2e", "--bin", "bench"]), "benchmark")
+}

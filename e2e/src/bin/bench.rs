@@ -1,0 +1,141 @@
+//! `cargo xtask bench`: p2p issuance throughput and latency through devnode, empty and with a
+//! million issued nodes and a year of hourly samples for 100 keys preloaded, and the cost-series
+//! endpoint over that year. Prints figures; goals are printed, never enforced.
+
+use std::time::{Duration, Instant};
+
+use e2e::*;
+use serde_json::json;
+
+const FRESH_NODES: usize = 2_000;
+const PRELOADED_NODES: usize = 1_000_000;
+const KEYS: u32 = 100;
+const HOURS: i64 = 365 * 24;
+const CLIENTS: usize = 2;
+
+struct Run {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Each of `nodes` asks for a key once, from `CLIENTS` threads.
+fn issue_all(env: &Env, nodes: &[String]) -> Run {
+    let started = Instant::now();
+    let chunks: Vec<Vec<String>> = nodes.chunks(nodes.len().div_ceil(CLIENTS)).map(|c| c.to_vec()).collect();
+    let mut latencies: Vec<Duration> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|node| {
+                            let t = Instant::now();
+                            let answer = env.p2p(node, json!({"RequestApiKey": null}));
+                            assert!(answer["response"]["Ok"]["api_key"].is_string(), "{answer}");
+                            t.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Run { per_second: nodes.len() as f64 / elapsed.as_secs_f64(), p50_ms: percentile(&latencies, 0.5), p99_ms: percentile(&latencies, 0.99) }
+}
+
+fn preload(env: &Env) {
+    let mut db = rusqlite::Connection::open(env.issuer_db()).expect("issuer database");
+    let now = chrono::Utc::now().timestamp();
+    let start = now - now.rem_euclid(3600) - HOURS * 3600;
+    let tx = db.transaction().unwrap();
+    {
+        let mut insert = tx.prepare("INSERT INTO issuances (node, key_id, issued_at) VALUES (?1, ?2, ?3)").unwrap();
+        for i in 0..PRELOADED_NODES {
+            let at = start + (i as i64 * HOURS * 3600) / PRELOADED_NODES as i64;
+            insert.execute(rusqlite::params![format!("pre{i}.os"), (i as u32 % KEYS + 1) as i64, at]).unwrap();
+        }
+        let mut insert = tx
+            .prepare("INSERT INTO cost_samples (key_id, bucket_start, source, model, micro_usd, uncached_input, cache_write_5m, cache_write_1h, cache_read, output, web_search_requests) VALUES (?1, ?2, 'usage_estimate', 'claude-sonnet-4-5-20250929', ?3, 1000, 0, 0, 0, 100, 0)")
+            .unwrap();
+        for key in 1..=KEYS as i64 {
+            for h in 0..HOURS {
+                insert.execute(rusqlite::params![key, start + h * 3600, 4_500 + (h % 7) * 10]).unwrap();
+            }
+        }
+    }
+    tx.commit().unwrap();
+}
+
+fn time_ms(mut f: impl FnMut()) -> f64 {
+    let mut runs: Vec<Duration> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    runs.sort();
+    runs[runs.len() / 2].as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let empty_nodes: Vec<String> = (0..FRESH_NODES).map(|i| format!("fresh{i}.os")).collect();
+    let loaded_nodes: Vec<String> = (0..FRESH_NODES).map(|i| format!("late{i}.os")).collect();
+    let mut env = Env::start("bench", "small.json", &[empty_nodes.clone(), loaded_nodes.clone()].concat());
+    for n in 1..=KEYS {
+        let r = env.api(json!({"AddKey": {"secret": secret(n), "name": format!("bench {n}"), "lifetime_days": 3650, "budget_usd": "1000000", "node_cap": null}}));
+        assert!(r.get("Ok").is_some(), "{r}");
+    }
+    println!("bench: {FRESH_NODES} p2p key requests, empty pool history");
+    let empty = issue_all(&env, &empty_nodes);
+
+    println!("bench: preloading {PRELOADED_NODES} issued nodes and {HOURS} hourly samples for {KEYS} keys");
+    env.stop_devnode();
+    preload(&env);
+    let t = Instant::now();
+    env.start_devnode_again();
+    // The issuer answers summaries while it restores; the restore is done when it counts every node.
+    let expected = (FRESH_NODES + PRELOADED_NODES) as u64;
+    loop {
+        let summary = env.local("bench:bench:sys", ISSUER, json!({"PoolSummary": null}));
+        if summary["response"]["nodes_issued"].as_u64() == Some(expected) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(600), "restore did not finish: {summary}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let restore_secs = t.elapsed().as_secs_f64();
+    println!("bench: {FRESH_NODES} p2p key requests with the preload");
+    let loaded = issue_all(&env, &loaded_nodes);
+
+    let series_all = time_ms(|| {
+        let r = env.api(json!({"CostSeries": {"key": null, "max_points": 1200}}));
+        assert!(r["Ok"]["t"].as_array().unwrap().len() > 100);
+    });
+    let series_key = time_ms(|| {
+        let r = env.api(json!({"CostSeries": {"key": 1, "max_points": 1200}}));
+        assert!(r["Ok"]["t"].as_array().unwrap().len() > 100);
+    });
+
+    println!();
+    println!("| measure | figure | goal |");
+    println!("| --- | --- | --- |");
+    println!("| p2p issuance, empty: throughput | {:.0} req/s | ≥ 5,000 req/s |", empty.per_second);
+    println!("| p2p issuance, empty: p50 / p99 latency | {:.2} ms / {:.2} ms | p99 < 2 ms |", empty.p50_ms, empty.p99_ms);
+    println!("| restart with 1,000,000 nodes + 876,000 samples | {restore_secs:.1} s | — |");
+    println!("| p2p issuance, preloaded: throughput | {:.0} req/s | — |", loaded.per_second);
+    println!("| p2p issuance, preloaded: p50 / p99 latency | {:.2} ms / {:.2} ms | — |", loaded.p50_ms, loaded.p99_ms);
+    println!("| preloaded ÷ empty p99 latency | {:.2}× | ≤ 1.2× |", loaded.p99_ms / empty.p99_ms);
+    println!("| CostSeries, all keys, one year (median of 7) | {series_all:.1} ms | < 50 ms |");
+    println!("| CostSeries, one key, one year (median of 7) | {series_key:.1} ms | < 50 ms |");
+    println!();
+    println!("Latencies are measured by a client on loopback through devnode's control API (HTTP), with {CLIENTS} client threads.");
+}
