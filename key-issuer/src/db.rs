@@ -4,12 +4,13 @@
 //! only small things. Text values are written as SQL literals (`shared_types::sql::text`) because
 //! the node binds base64-looking string parameters as BLOBs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use hyperware_process_lib::sqlite::{self, Sqlite};
 use hyperware_process_lib::our;
 use serde_json::Value;
 use shared_types::cost::{CostPoint, CostSource, ModelUsage};
+
 use shared_types::http_api::{AuditEntry, NodeView};
 use shared_types::messages::WorkspaceCost;
 use shared_types::pool::{Issuance, KeyId};
@@ -180,37 +181,19 @@ impl Db {
         self.write_all(statements, "storing workspace costs").await
     }
 
-    /// Estimated spend per key, all time.
-    pub async fn spent_per_key(&self) -> DbResult<BTreeMap<KeyId, MicroUsd>> {
+    /// Hourly estimated cost of one key, oldest first.
+    pub async fn hourly_costs(&self, key: KeyId) -> DbResult<Vec<(i64, MicroUsd)>> {
         let rows = self
             .read(
                 format!(
-                    "SELECT key_id, SUM(micro_usd) AS spent FROM cost_samples WHERE source = {} GROUP BY key_id",
-                    text(&CostSource::UsageEstimate.to_string())
+                    "SELECT bucket_start, SUM(micro_usd) AS v FROM cost_samples WHERE source = {} AND key_id = {} GROUP BY bucket_start ORDER BY bucket_start",
+                    text(&CostSource::UsageEstimate.to_string()),
+                    key.0
                 ),
-                "summing spend",
+                "reading hourly costs",
             )
             .await?;
-        rows.iter()
-            .map(|row| Ok((KeyId(int(row, "key_id")? as u64), MicroUsd(int(row, "spent")?))))
-            .collect()
-    }
-
-    /// Hourly estimated cost of one key or of all keys, oldest first.
-    pub async fn hourly_costs(&self, key: Option<KeyId>) -> DbResult<Vec<CostPoint>> {
-        let key_filter = key.map(|k| format!(" AND key_id = {}", k.0)).unwrap_or_default();
-        let rows = self
-            .read(
-                format!(
-                    "SELECT bucket_start, SUM(micro_usd) AS v FROM cost_samples WHERE source = {}{key_filter} GROUP BY bucket_start ORDER BY bucket_start",
-                    text(&CostSource::UsageEstimate.to_string())
-                ),
-                "reading the cost series",
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok(CostPoint { at: timestamp(int(row, "bucket_start")?)?, amount: MicroUsd(int(row, "v")?) }))
-            .collect()
+        rows.iter().map(|row| Ok((int(row, "bucket_start")?, MicroUsd(int(row, "v")?)))).collect()
     }
 
     /// Token usage of one key per model, all time.

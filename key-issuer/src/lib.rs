@@ -14,7 +14,7 @@ use hyperware_process_lib::{our, Address, Request};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use shared_types::cost::{self, CostSource};
+use shared_types::cost::{self, CostSource, HourlyCosts};
 use shared_types::http_api::{
     self, AuditPage, AuditQuery, CostSeries, CostSeriesQuery, JoinEvent, KeyDetail, KeyView, ModelUsageView, NodesPage,
     NodesQuery, Settings, SettingsView, StatusView,
@@ -51,6 +51,8 @@ struct Runtime {
     pending_nodes: HashSet<String>,
     rng: Option<StdRng>,
     poller_reachable: bool,
+    /// Estimated cost per hour, per key and in total (rebuilt from SQLite at start).
+    hourly: HourlyCosts,
 }
 
 fn now() -> Timestamp {
@@ -144,9 +146,15 @@ impl KeyIssuer {
         let issuances = db.load_issuances().await?;
         let count = issuances.len();
         self.pool.restore_issuances(issuances).map_err(|e| format!("stored issuances are inconsistent: {e}"))?;
-        for (key, spent) in db.spent_per_key().await? {
-            self.pool.set_spent(key, spent);
+        let mut hourly = HourlyCosts::default();
+        let keys: Vec<KeyId> = self.pool.keys().map(|r| r.id).collect();
+        for key in keys {
+            for (bucket, amount) in db.hourly_costs(key).await? {
+                hourly.set(key, bucket, amount);
+            }
+            self.pool.set_spent(key, hourly.spent(key));
         }
+        self.rt.hourly = hourly;
         log::info(&format!("restored {count} issued nodes and {} keys", self.pool.keys().count()));
         Ok(db)
     }
@@ -258,11 +266,12 @@ impl KeyIssuer {
                 };
                 priced.push((usage, amount));
             }
+            let amount: MicroUsd = priced.iter().map(|(_, m)| *m).sum();
             db.upsert_bucket(key, bucket.bucket_start, CostSource::UsageEstimate, &priced).await?;
-            stored += 1;
-        }
-        for (key, spent) in db.spent_per_key().await? {
+            self.rt.hourly.set(key, bucket.bucket_start.timestamp(), amount);
+            let spent = self.rt.hourly.spent(key);
             self.pool.set_spent(key, spent);
+            stored += 1;
         }
         if !unknown_models.is_empty() {
             unknown_models.sort();
@@ -516,11 +525,10 @@ impl KeyIssuer {
                 return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
             }
         }
-        let db = match self.db().await {
-            Ok(db) => db,
-            Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
-        };
-        let hourly = db.hourly_costs(query.key).await?;
+        if let Err(e) = self.db().await {
+            return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let hourly = self.rt.hourly.points(query.key);
         let cumulative = cost::cumulative(&hourly);
         let total = cumulative.last().map(|p| p.amount.0).unwrap_or(0);
         let from = query.from.unwrap_or(i64::MIN);
@@ -574,7 +582,7 @@ impl KeyIssuer {
             .into_iter()
             .map(|(model, cost, input, output)| ModelUsageView { model, cost_micro_usd: cost.0, input_tokens: input, output_tokens: output })
             .collect();
-        let hourly = db.hourly_costs(Some(key)).await?;
+        let hourly = self.rt.hourly.points(Some(key));
         let burn = cost::burn_rate_per_hour(&hourly, at);
         let record = self.pool.key(key).expect("checked above");
         let runway = cost::budget_runs_out_in_secs(record.budget, record.spent, burn);

@@ -108,6 +108,41 @@ pub struct CostPoint {
     pub amount: MicroUsd,
 }
 
+/// Estimated cost per hour bucket, per key and for the whole pool, kept in memory so that cost
+/// series are answered without scanning the samples table. `set` replaces a bucket (an upsert).
+#[derive(Clone, Debug, Default)]
+pub struct HourlyCosts {
+    per_key: std::collections::HashMap<crate::KeyId, BTreeMap<i64, MicroUsd>>,
+    total: BTreeMap<i64, MicroUsd>,
+}
+
+impl HourlyCosts {
+    /// Sets the cost of `key` in the bucket starting at `bucket_start` (unix seconds).
+    pub fn set(&mut self, key: crate::KeyId, bucket_start: i64, amount: MicroUsd) {
+        let old = self.per_key.entry(key).or_default().insert(bucket_start, amount).unwrap_or(MicroUsd::ZERO);
+        let total = self.total.entry(bucket_start).or_default();
+        *total = MicroUsd(total.0 - old.0 + amount.0);
+    }
+
+    /// Hourly points of one key, or of the pool when `key` is None, oldest first.
+    pub fn points(&self, key: Option<crate::KeyId>) -> Vec<CostPoint> {
+        let map = match key {
+            Some(k) => match self.per_key.get(&k) {
+                Some(m) => m,
+                None => return vec![],
+            },
+            None => &self.total,
+        };
+        map.iter()
+            .filter_map(|(t, amount)| chrono::DateTime::from_timestamp(*t, 0).map(|at| CostPoint { at, amount: *amount }))
+            .collect()
+    }
+
+    pub fn spent(&self, key: crate::KeyId) -> MicroUsd {
+        self.per_key.get(&key).map(|m| m.values().copied().sum()).unwrap_or(MicroUsd::ZERO)
+    }
+}
+
 /// Running sum over time.
 pub fn cumulative(points: &[CostPoint]) -> Vec<CostPoint> {
     let mut sorted = points.to_vec();
@@ -268,6 +303,20 @@ mod tests {
         assert!(thin.iter().all(|p| cum.contains(p)));
         assert!(thin.windows(2).all(|w| w[0].at < w[1].at));
         assert_eq!(downsample_cumulative(&cum[..10], 100), cum[..10].to_vec());
+    }
+
+    #[test]
+    fn hourly_costs_upsert_replaces_and_totals_agree() {
+        let mut h = HourlyCosts::default();
+        let (k1, k2) = (crate::KeyId(1), crate::KeyId(2));
+        h.set(k1, 0, MicroUsd(10));
+        h.set(k2, 0, MicroUsd(5));
+        h.set(k1, 3600, MicroUsd(7));
+        h.set(k1, 0, MicroUsd(12));
+        assert_eq!(h.spent(k1), MicroUsd(19));
+        let total: Vec<i64> = h.points(None).iter().map(|p| p.amount.0).collect();
+        assert_eq!(total, vec![17, 7]);
+        assert_eq!(h.points(Some(crate::KeyId(9))), vec![]);
     }
 
     #[test]
