@@ -181,19 +181,35 @@ impl Db {
         self.write_all(statements, "storing workspace costs").await
     }
 
-    /// Hourly estimated cost of one key, oldest first.
-    pub async fn hourly_costs(&self, key: KeyId) -> DbResult<Vec<(i64, MicroUsd)>> {
+    /// Hourly estimated cost of every key, oldest first. Each key's series comes back as one
+    /// `bucket:amount,...` string: a year of hours for a hundred keys stays a hundred rows.
+    pub async fn hourly_costs(&self) -> DbResult<Vec<(KeyId, Vec<(i64, MicroUsd)>)>> {
         let rows = self
             .read(
                 format!(
-                    "SELECT bucket_start, SUM(micro_usd) AS v FROM cost_samples WHERE source = {} AND key_id = {} GROUP BY bucket_start ORDER BY bucket_start",
-                    text(&CostSource::UsageEstimate.to_string()),
-                    key.0
+                    "SELECT key_id, group_concat(bucket_start || ':' || v, ',') AS series FROM (SELECT key_id, bucket_start, SUM(micro_usd) AS v FROM cost_samples WHERE source = {} GROUP BY key_id, bucket_start ORDER BY key_id, bucket_start) GROUP BY key_id",
+                    text(&CostSource::UsageEstimate.to_string())
                 ),
                 "reading hourly costs",
             )
             .await?;
-        rows.iter().map(|row| Ok((int(row, "bucket_start")?, MicroUsd(int(row, "v")?)))).collect()
+        rows.iter()
+            .map(|row| {
+                let key = KeyId(int(row, "key_id")? as u64);
+                let series = string(row, "series")?;
+                let points = series
+                    .split(',')
+                    .map(|pair| {
+                        let (t, v) = pair.split_once(':').ok_or("database holds a malformed hourly series")?;
+                        match (t.parse::<i64>(), v.parse::<i64>()) {
+                            (Ok(t), Ok(v)) => Ok((t, MicroUsd(v))),
+                            _ => Err("database holds a malformed hourly series".to_string()),
+                        }
+                    })
+                    .collect::<DbResult<Vec<_>>>()?;
+                Ok((key, points))
+            })
+            .collect()
     }
 
     /// Token usage of one key per model, all time.

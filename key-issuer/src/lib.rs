@@ -147,9 +147,8 @@ impl KeyIssuer {
         let count = issuances.len();
         self.pool.restore_issuances(issuances).map_err(|e| format!("stored issuances are inconsistent: {e}"))?;
         let mut hourly = HourlyCosts::default();
-        let keys: Vec<KeyId> = self.pool.keys().map(|r| r.id).collect();
-        for key in keys {
-            for (bucket, amount) in db.hourly_costs(key).await? {
+        for (key, points) in db.hourly_costs().await? {
+            for (bucket, amount) in points {
                 hourly.set(key, bucket, amount);
             }
             self.pool.set_spent(key, hourly.spent(key));
@@ -542,16 +541,16 @@ impl KeyIssuer {
             .collect();
         let max_points = query.max_points.unwrap_or(2000).clamp(2, 20_000) as usize;
         let points = cost::downsample_cumulative(&in_range, max_points);
-        let mut joins: Vec<JoinEvent> = self
-            .pool
-            .issuances()
-            .filter(|i| query.key.map_or(true, |k| k == i.key))
-            .filter(|i| (from..=to).contains(&i.issued_at.timestamp()))
-            .map(|i| JoinEvent { t: i.issued_at.timestamp(), node: i.node.clone(), key: i.key })
+        // Issue order is time order: find the range by binary search, build only the kept events.
+        let ordered = self.pool.issuances_in_order(query.key);
+        let start = ordered.partition_point(|i| i.issued_at.timestamp() < from);
+        let end = ordered.partition_point(|i| i.issued_at.timestamp() <= to);
+        let in_range = &ordered[start..end.max(start)];
+        let joins_total = in_range.len() as u64;
+        let joins = http_api::even_indices(in_range.len(), http_api::MAX_JOINS)
+            .into_iter()
+            .map(|i| JoinEvent { t: in_range[i].issued_at.timestamp(), node: in_range[i].node.clone(), key: in_range[i].key })
             .collect();
-        joins.sort_by(|a, b| (a.t, &a.node).cmp(&(b.t, &b.node)));
-        let joins_total = joins.len() as u64;
-        let joins = http_api::thin_joins(joins, http_api::MAX_JOINS);
         Ok(CostSeries {
             key: query.key,
             source: CostSource::UsageEstimate.to_string(),

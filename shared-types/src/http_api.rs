@@ -325,28 +325,25 @@ pub struct CostSeries {
 /// Most join events one cost-series answer carries.
 pub const MAX_JOINS: usize = 5_000;
 
-/// Keeps at most `max` of `events` (sorted by time), evenly spaced, always the first and last.
-pub fn thin_joins(events: Vec<JoinEvent>, max: usize) -> Vec<JoinEvent> {
-    let n = events.len();
-    if n <= max {
-        return events;
-    }
-    if max < 2 {
-        return events.into_iter().take(max).collect();
-    }
-    let mut keep = vec![false; n];
-    for i in 0..max {
-        keep[i * (n - 1) / (max - 1)] = true;
-    }
-    events.into_iter().zip(keep).filter(|(_, k)| *k).map(|(e, _)| e).collect()
-}
-
 /// A node was issued a key at `t`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinEvent {
     pub t: i64,
     pub node: String,
     pub key: KeyId,
+}
+
+/// Indices of at most `max` of `n` items, evenly spaced, always the first and the last.
+pub fn even_indices(n: usize, max: usize) -> Vec<usize> {
+    if n <= max {
+        return (0..n).collect();
+    }
+    if max < 2 {
+        return (0..max).collect();
+    }
+    let mut out: Vec<usize> = (0..max).map(|i| i * (n - 1) / (max - 1)).collect();
+    out.dedup();
+    out
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -477,12 +474,12 @@ mod tests {
 
     #[test]
     fn joins_are_thinned_evenly() {
-        let events: Vec<JoinEvent> = (0..10_000).map(|i| JoinEvent { t: i, node: format!("n{i}.os"), key: KeyId(1) }).collect();
-        let thin = thin_joins(events.clone(), 100);
-        assert_eq!(thin.len(), 100);
-        assert_eq!(thin.first(), events.first());
-        assert_eq!(thin.last(), events.last());
-        assert_eq!(thin_joins(events[..50].to_vec(), 100).len(), 50);
+        let kept = even_indices(10_000, 100);
+        assert_eq!(kept.len(), 100);
+        assert_eq!((kept[0], kept[99]), (0, 9_999));
+        assert!(kept.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(even_indices(50, 100), (0..50).collect::<Vec<_>>());
+        assert_eq!(even_indices(3, 1), vec![0]);
     }
 
     #[test]

@@ -197,6 +197,9 @@ pub struct KeyPool {
     /// api key id → key (rebuilt).
     #[serde(skip)]
     by_api_id: HashMap<String, KeyId>,
+    /// Every issued node in issue order (rebuilt), for time-range queries.
+    #[serde(skip)]
+    issue_order: Vec<NodeId>,
 }
 
 impl KeyPool {
@@ -254,6 +257,7 @@ impl KeyPool {
     pub fn restore_issuances(&mut self, issuances: impl IntoIterator<Item = Issuance>) -> Result<(), PoolError> {
         let mut issued = HashMap::new();
         let mut key_nodes: HashMap<KeyId, Vec<NodeId>> = HashMap::new();
+        let mut issue_order = Vec::new();
         for issuance in issuances {
             if !self.keys.contains_key(&issuance.key) {
                 return Err(PoolError::IssuanceOfUnknownKey { node: issuance.node, key: issuance.key });
@@ -262,10 +266,12 @@ impl KeyPool {
                 return Err(PoolError::NodeIssuedTwice(issuance.node));
             }
             key_nodes.entry(issuance.key).or_default().push(issuance.node.clone());
+            issue_order.push(issuance.node.clone());
             issued.insert(issuance.node.clone(), issuance);
         }
         self.issued = issued;
         self.key_nodes = key_nodes;
+        self.issue_order = issue_order;
         self.rebuild_api_index();
         Ok(())
     }
@@ -330,6 +336,7 @@ impl KeyPool {
         };
         self.issued.insert(node.to_string(), Issuance { node: node.to_string(), key, issued_at: now });
         self.key_nodes.entry(key).or_default().push(node.to_string());
+        self.issue_order.push(node.to_string());
         Ok(issued)
     }
 
@@ -340,6 +347,9 @@ impl KeyPool {
                 if let Some(pos) = nodes.iter().rposition(|n| n == node) {
                     nodes.remove(pos);
                 }
+            }
+            if let Some(pos) = self.issue_order.iter().rposition(|n| n == node) {
+                self.issue_order.remove(pos);
             }
         }
     }
@@ -439,6 +449,16 @@ impl KeyPool {
 
     pub fn issuances(&self) -> impl Iterator<Item = &Issuance> {
         self.issued.values()
+    }
+
+    /// Issuances of one key (or of all keys) in issue order — time order, as the issuer's clock
+    /// only moves forward.
+    pub fn issuances_in_order(&self, key: Option<KeyId>) -> Vec<&Issuance> {
+        let nodes: &[NodeId] = match key {
+            Some(k) => self.key_nodes.get(&k).map(Vec::as_slice).unwrap_or(&[]),
+            None => &self.issue_order,
+        };
+        nodes.iter().filter_map(|n| self.issued.get(n)).collect()
     }
 
     pub fn nodes_of(&self, key: KeyId) -> impl Iterator<Item = &NodeId> {

@@ -136,11 +136,10 @@ proptest! {
         }
 
         // Persisted form + stored issuances reproduce the same pool, through JSON and MessagePack.
-        // In issue order per key, as the issuer's table returns them (by rowid).
-        let rows: Vec<Issuance> = pool
-            .keys()
-            .flat_map(|r| pool.nodes_of(r.id).map(|n| pool.issuance(n).unwrap().clone()).collect::<Vec<_>>())
-            .collect();
+        // In issue order, as the issuer's table returns them (by rowid).
+        let rows: Vec<Issuance> = pool.issuances_in_order(None).into_iter().cloned().collect();
+        prop_assert_eq!(rows.len(), pool.issued_node_count());
+        prop_assert!(rows.windows(2).all(|w| w[0].issued_at <= w[1].issued_at), "issue order is time order");
         for bytes in [serde_json::to_vec(&pool).unwrap(), rmp_serde::to_vec(&pool).unwrap()] {
             let mut restored: KeyPool = if bytes.first() == Some(&b'{') {
                 serde_json::from_slice(&bytes).unwrap()

@@ -102,17 +102,14 @@ fn main() {
     preload(&env);
     let t = Instant::now();
     env.start_devnode_again();
-    // The issuer answers summaries while it restores; the restore is done when it counts every node.
-    let expected = (FRESH_NODES + PRELOADED_NODES) as u64;
-    loop {
-        let summary = env.local("bench:bench:sys", ISSUER, json!({"PoolSummary": null}));
-        if summary["response"]["nodes_issued"].as_u64() == Some(expected) {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(600), "restore did not finish: {summary}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Issuance waits for the restore (node maps and hourly costs): the first answer marks its end.
+    let first = post(
+        &format!("{}/devnode/p2p", env.control),
+        &json!({"from": loaded_nodes[0], "to": ISSUER, "body": {"RequestApiKey": null}, "timeout_secs": 600}),
+    );
+    assert!(first["response"]["Ok"]["api_key"].is_string(), "{first}");
     let restore_secs = t.elapsed().as_secs_f64();
+    let loaded_nodes = loaded_nodes[1..].to_vec();
     println!("bench: {FRESH_NODES} p2p key requests with the preload");
     let loaded = issue_all(&env, &loaded_nodes);
 
