@@ -542,14 +542,13 @@ impl KeyIssuer {
         let max_points = query.max_points.unwrap_or(2000).clamp(2, 20_000) as usize;
         let points = cost::downsample_cumulative(&in_range, max_points);
         // Issue order is time order: find the range by binary search, build only the kept events.
-        let ordered = self.pool.issuances_in_order(query.key);
-        let start = ordered.partition_point(|i| i.issued_at.timestamp() < from);
-        let end = ordered.partition_point(|i| i.issued_at.timestamp() <= to);
-        let in_range = &ordered[start..end.max(start)];
+        let (from_t, to_t) = (clamp_time(from), clamp_time(to));
+        let in_range = self.pool.issued_between(query.key, from_t, to_t);
         let joins_total = in_range.len() as u64;
         let joins = http_api::even_indices(in_range.len(), http_api::MAX_JOINS)
             .into_iter()
-            .map(|i| JoinEvent { t: in_range[i].issued_at.timestamp(), node: in_range[i].node.clone(), key: in_range[i].key })
+            .filter_map(|i| in_range.get(i))
+            .map(|i| JoinEvent { t: i.issued_at.timestamp(), node: i.node.clone(), key: i.key })
             .collect();
         Ok(CostSeries {
             key: query.key,
@@ -733,6 +732,12 @@ impl KeyIssuer {
             StatusCode::NOT_FOUND,
         )
     }
+}
+
+/// A unix time as a timestamp, clamped to what chrono can hold (open ranges use i64 extremes).
+fn clamp_time(secs: i64) -> Timestamp {
+    let bounded = secs.clamp(-8_000_000_000_000, 8_000_000_000_000);
+    chrono::DateTime::from_timestamp(bounded, 0).unwrap_or_default()
 }
 
 /// Names of the settings a request changed, for the audit log (values may be long; keys are enough).

@@ -184,6 +184,27 @@ pub fn validate_node_name(node: &str) -> Result<(), IssueError> {
     }
 }
 
+/// A time range of issuances (see [`KeyPool::issued_between`]).
+pub struct IssueRange<'a> {
+    pool: &'a KeyPool,
+    nodes: &'a [NodeId],
+}
+
+impl<'a> IssueRange<'a> {
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The `i`-th issuance of the range, in issue order.
+    pub fn get(&self, i: usize) -> Option<&'a Issuance> {
+        self.nodes.get(i).and_then(|n| self.pool.issued.get(n))
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyPool {
     keys: BTreeMap<KeyId, KeyRecord>,
@@ -451,14 +472,27 @@ impl KeyPool {
         self.issued.values()
     }
 
+    fn order_of(&self, key: Option<KeyId>) -> &[NodeId] {
+        match key {
+            Some(k) => self.key_nodes.get(&k).map(Vec::as_slice).unwrap_or(&[]),
+            None => &self.issue_order,
+        }
+    }
+
     /// Issuances of one key (or of all keys) in issue order — time order, as the issuer's clock
     /// only moves forward.
     pub fn issuances_in_order(&self, key: Option<KeyId>) -> Vec<&Issuance> {
-        let nodes: &[NodeId] = match key {
-            Some(k) => self.key_nodes.get(&k).map(Vec::as_slice).unwrap_or(&[]),
-            None => &self.issue_order,
-        };
-        nodes.iter().filter_map(|n| self.issued.get(n)).collect()
+        self.order_of(key).iter().filter_map(|n| self.issued.get(n)).collect()
+    }
+
+    /// Issuances of one key (or all) issued within [from, to], found by binary search over issue
+    /// order without touching the rest.
+    pub fn issued_between(&self, key: Option<KeyId>, from: Timestamp, to: Timestamp) -> IssueRange<'_> {
+        let nodes = self.order_of(key);
+        let at = |n: &NodeId| self.issued.get(n).map(|i| i.issued_at);
+        let start = nodes.partition_point(|n| at(n).is_some_and(|t| t < from));
+        let end = nodes.partition_point(|n| at(n).is_some_and(|t| t <= to)).max(start);
+        IssueRange { pool: self, nodes: &nodes[start..end] }
     }
 
     pub fn nodes_of(&self, key: KeyId) -> impl Iterator<Item = &NodeId> {
@@ -607,6 +641,23 @@ mod tests {
         assert_eq!(pool.pending_remote_retirements(), vec![k1]);
         pool.confirm_remote_retirement(k1, "inactive".into());
         assert!(pool.pending_remote_retirements().is_empty());
+    }
+
+    #[test]
+    fn issued_between_finds_time_ranges() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        for i in 0..10 {
+            pool.issue_to(&format!("n{i}.os"), t(i * 10), &mut rng).unwrap();
+        }
+        let range = pool.issued_between(None, t(25), t(60));
+        assert_eq!(range.len(), 4);
+        assert_eq!(range.get(0).unwrap().node, "n3.os");
+        assert_eq!(range.get(3).unwrap().node, "n6.os");
+        assert_eq!(pool.issued_between(Some(k1), t(0), t(1000)).len(), 10);
+        assert!(pool.issued_between(Some(KeyId(9)), t(0), t(1000)).is_empty());
+        assert!(pool.issued_between(None, t(61), t(62)).is_empty());
     }
 
     #[test]
