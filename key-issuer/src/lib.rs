@@ -231,6 +231,26 @@ impl KeyIssuer {
         self.save();
     }
 
+    /// An operator's retire or remove: apply `change`, persist, audit, and have the poller set the
+    /// Admin API status.
+    fn end_key(
+        &mut self,
+        key: KeyId,
+        action: &str,
+        outcome: &str,
+        change: impl FnOnce(&mut KeyPool, Timestamp) -> Result<(), shared_types::pool::PoolError>,
+    ) -> Result<KeyView, String> {
+        let at = now();
+        if let Err(e) = change(&mut self.pool, at) {
+            let status = if self.pool.key(key).is_none() { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
+            return http_result(Err(e.to_string()), status);
+        }
+        self.save();
+        self.audit("operator", action, &format!("key {key}"), outcome);
+        self.wake_poller();
+        Ok(self.key_view(key, at).expect("the key exists"))
+    }
+
     fn settings_view(&self) -> SettingsView {
         let s = &self.settings;
         SettingsView {
@@ -481,28 +501,12 @@ impl KeyIssuer {
 
     #[http]
     async fn retire_key(&mut self, key: KeyId) -> Result<KeyView, String> {
-        let at = now();
-        if let Err(e) = self.pool.retire(key, RetireReason::Operator, at) {
-            let status = if self.pool.key(key).is_none() { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
-            return http_result(Err(e.to_string()), status);
-        }
-        self.save();
-        self.audit("operator", "retire key", &format!("key {key}"), "retired: operator");
-        self.wake_poller();
-        Ok(self.key_view(key, at).expect("the key exists"))
+        self.end_key(key, "retire key", "retired: operator", |pool, at| pool.retire(key, RetireReason::Operator, at))
     }
 
     #[http]
     async fn remove_key(&mut self, key: KeyId) -> Result<KeyView, String> {
-        let at = now();
-        if let Err(e) = self.pool.remove(key, at) {
-            let status = if self.pool.key(key).is_none() { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
-            return http_result(Err(e.to_string()), status);
-        }
-        self.save();
-        self.audit("operator", "remove key", &format!("key {key}"), "secret erased, key retired");
-        self.wake_poller();
-        Ok(self.key_view(key, at).expect("the key exists"))
+        self.end_key(key, "remove key", "secret erased, key retired", |pool, at| pool.remove(key, at))
     }
 
     #[http]
