@@ -25,7 +25,8 @@ use hyperware::process::standard as wit;
 pub struct ProcState {
     kernel: Arc<Kernel>,
     our: Addr,
-    rx: mpsc::UnboundedReceiver<Delivery>,
+    /// Taken back when the process restarts after exiting (its queued messages stay).
+    rx: Option<mpsc::UnboundedReceiver<Delivery>>,
     deferred: VecDeque<Delivery>,
     /// The request being handled (responses go to its rsvp or source).
     prompting: Option<Envelope>,
@@ -106,6 +107,18 @@ fn to_wit_request(m: &Msg) -> wit::Request {
     }
 }
 
+/// A stopped instance (trap, return or restart) gives back its share of the kernel's counters.
+impl Drop for ProcState {
+    fn drop(&mut self) {
+        self.mark_busy(false);
+        if let Some(rx) = self.rx.as_mut() {
+            while rx.try_recv().is_ok() {
+                self.kernel.queued.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
 type ReceiveResult = Result<(wit::Address, wit::Message), (wit::SendError, Option<Vec<u8>>)>;
 
 impl ProcState {
@@ -129,14 +142,15 @@ impl ProcState {
 
     /// The next message from the mailbox, ignoring deferred ones.
     async fn next_incoming(&mut self) -> Option<Delivery> {
+        let rx = self.rx.as_mut()?;
         if self.busy {
-            if let Ok(d) = self.rx.try_recv() {
+            if let Ok(d) = rx.try_recv() {
                 self.kernel.queued.fetch_sub(1, Ordering::SeqCst);
                 return Some(d);
             }
             self.mark_busy(false);
         }
-        let d = self.rx.recv().await;
+        let d = self.rx.as_mut()?.recv().await;
         if d.is_some() {
             self.kernel.queued.fetch_sub(1, Ordering::SeqCst);
         }
@@ -425,7 +439,7 @@ pub async fn run_process(kernel: Arc<Kernel>, engine: Engine, spec: Arc<ProcessS
         let state = ProcState {
             kernel: kernel.clone(),
             our: spec.our.clone(),
-            rx,
+            rx: Some(rx),
             deferred: VecDeque::new(),
             prompting: None,
             current_blob: None,
@@ -454,7 +468,7 @@ pub async fn run_process(kernel: Arc<Kernel>, engine: Engine, spec: Arc<ProcessS
         attempt += 1;
         let backoff = std::time::Duration::from_millis(250 * 2u64.pow(attempt.min(6)));
         tokio::time::sleep(backoff).await;
-        rx = state.rx;
+        rx = state.rx.take().expect("the mailbox is kept until the process ends");
         kernel.log("devnode", &format!("restarting {}", spec.our.process));
     }
 }

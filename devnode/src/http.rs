@@ -202,7 +202,7 @@ impl NodeHttp {
 pub struct Control {
     pub kernel: Arc<Kernel>,
     pub package_processes: Vec<String>,
-    pub restart: tokio::sync::mpsc::UnboundedSender<String>,
+    pub restart: tokio::sync::mpsc::UnboundedSender<(String, tokio::sync::oneshot::Sender<()>)>,
     pub shutdown: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
@@ -280,7 +280,10 @@ impl Control {
                 if !self.package_processes.contains(&process) {
                     return bad(format!("no process {process:?} in the package"));
                 }
-                let _ = self.restart.send(process.clone());
+                // Answer once the new instance runs, so that callers never reach the old one.
+                let (done, restarted) = tokio::sync::oneshot::channel();
+                let _ = self.restart.send((process.clone(), done));
+                let _ = restarted.await;
                 json_response(StatusCode::OK, json!({"restarted": process}))
             }
             ("POST", "/devnode/shutdown") => {

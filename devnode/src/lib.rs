@@ -134,7 +134,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     };
     let node_http = Arc::new(http::NodeHttp { kernel: kernel.clone(), password: config.password.clone(), token });
     tokio::spawn(http::serve(http_listener, move |req, peer| node_http.clone().handle(req, peer)));
-    let (restart_tx, mut restart_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (restart_tx, mut restart_rx) = tokio::sync::mpsc::unbounded_channel::<(String, tokio::sync::oneshot::Sender<()>)>();
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let control = Arc::new(http::Control { kernel: kernel.clone(), package_processes: order.clone(), restart: restart_tx, shutdown: shutdown_tx });
     tokio::spawn(http::serve(control_listener, move |req, peer| control.clone().handle(req, peer)));
@@ -142,13 +142,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     println!("devnode ready http=http://{http_addr} control=http://{control_addr} node={} package={package_id}", config.node);
     loop {
         tokio::select! {
-            Some(process) = restart_rx.recv() => {
+            Some((process, done)) = restart_rx.recv() => {
                 if let Some(handle) = handles.remove(&process) {
                     handle.abort();
                     let _ = handle.await;
                 }
                 kernel.log("devnode", &format!("restart of {process} requested"));
                 start(&process, &mut handles);
+                let _ = done.send(());
             }
             _ = shutdown_rx.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
