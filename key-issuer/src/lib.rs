@@ -231,6 +231,12 @@ impl KeyIssuer {
         self.save();
     }
 
+    /// Remembers whether the poller answered, for the status page.
+    fn note_poller<T>(&mut self, answer: Result<T, String>) -> Result<T, String> {
+        self.rt.poller_reachable = answer.is_ok() || answer.as_ref().is_err_and(|e| !e.starts_with("the cost-poller did not answer"));
+        answer
+    }
+
     /// An operator's retire or remove: apply `change`, persist, audit, and have the poller set the
     /// Admin API status.
     fn end_key(
@@ -656,6 +662,7 @@ impl KeyIssuer {
             Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
         };
         let answer = ask_poller::<AdminKeyInfo>(serde_json::json!({"SetAdminKey": admin_key.expose()}), 10).await;
+        let answer = self.note_poller(answer);
         drop(admin_key);
         match answer {
             Ok(info) => {
@@ -682,13 +689,17 @@ impl KeyIssuer {
 
     #[http(path = "/api/test-connection")]
     async fn test_connection(&mut self) -> Result<ConnectionTest, String> {
-        http_result(ask_poller::<ConnectionTest>(serde_json::json!({"TestConnection": null}), 120).await, StatusCode::BAD_GATEWAY)
+        let answer = ask_poller::<ConnectionTest>(serde_json::json!({"TestConnection": null}), 120).await;
+        let answer = self.note_poller(answer);
+        http_result(answer, StatusCode::BAD_GATEWAY)
     }
 
     #[http(path = "/api/poll-now")]
     async fn poll_now(&mut self) -> Result<(), String> {
         self.audit("operator", "poll now", "", "requested");
-        http_result(ask_poller::<()>(serde_json::json!({"PollNow": null}), 10).await, StatusCode::BAD_GATEWAY)
+        let answer = ask_poller::<()>(serde_json::json!({"PollNow": null}), 10).await;
+        let answer = self.note_poller(answer);
+        http_result(answer, StatusCode::BAD_GATEWAY)
     }
 
     #[http(path = "/api/status")]

@@ -12,6 +12,7 @@ pub mod pool;
 pub mod price;
 pub mod ratelimit;
 pub mod secret;
+pub mod sql;
 pub mod wit_api;
 
 pub use money::MicroUsd;
@@ -20,4 +21,3 @@ pub use secret::{AdminKey, ApiKeySecret, KeyHint};
 
 /// Every point in time the domain deals with: UTC, second precision at the edges.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
-pub mod sql;
