@@ -13,7 +13,7 @@ use hyperware_process_lib::{our, Address, Request};
 use serde::{Deserialize, Serialize};
 use shared_types::admin_api::{self, AdminApiBase, ApiKeyObject, ReportPage, UpdateApiKeyBody};
 use shared_types::messages::{
-    self, AdminKeyInfo, ConnectionTest, HintQuery, KeyResolution, PollError, PollerConfig, PollerStatus, PollerWork,
+    self, AdminKeyInfo, ConnectionTest, HintQuery, KeyCheck, KeyResolution, PollError, PollerConfig, PollerStatus, PollerWork,
     RetireOrder, RetirementOutcome, RetirementResult, UsageBucket, UsagePush, WorkspaceCost,
 };
 use shared_types::pool::Resolution;
@@ -379,6 +379,17 @@ impl CostPoller {
         // Same aliasing discipline as the framework's own async handlers: one thread, one task at a time.
         hyperapp::spawn(async move { unsafe { (*this).tick().await } });
         Ok(())
+    }
+
+    /// "Test key" from the dashboard: the key's status in the organization, found by its hint.
+    #[local]
+    async fn check_key(&mut self, query: HintQuery) -> Result<KeyCheck, String> {
+        if !from_our_issuer(&hyperapp::source()) {
+            return Err(NOT_FROM_ISSUER.to_string());
+        }
+        let hint = KeyHint::parse(&query.hint).map_err(|e| format!("bad hint: {e}"))?;
+        let keys = self.list_all_keys().await.map_err(|e| e.message)?;
+        Ok(admin_api::check_key(&hint, &keys))
     }
 
     #[local]

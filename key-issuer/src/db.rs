@@ -11,7 +11,7 @@ use hyperware_process_lib::our;
 use serde_json::Value;
 use shared_types::cost::{CostPoint, CostSource, ModelUsage};
 
-use shared_types::http_api::{AuditEntry, NodeView};
+use shared_types::http_api::AuditEntry;
 use shared_types::messages::WorkspaceCost;
 use shared_types::pool::{Issuance, KeyId};
 use shared_types::sql::{opt_text, text};
@@ -316,13 +316,4 @@ impl Db {
             .map(|row| Ok(CostPoint { at: timestamp(int(row, "day_start")?)?, amount: MicroUsd(int(row, "micro_usd")?) }))
             .collect()
     }
-}
-
-/// The node view of an issuance row.
-pub fn node_view(pool: &shared_types::KeyPool, node: String, key: KeyId, issued_at: Timestamp) -> NodeView {
-    let (key_name, masked_key) = pool
-        .key(key)
-        .map(|r| (r.name.clone(), r.hint.to_string()))
-        .unwrap_or_else(|| ("(unknown key)".to_string(), String::new()));
-    NodeView { node, key_id: key, key_name, masked_key, issued_at: rfc3339(issued_at) }
 }

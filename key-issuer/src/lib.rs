@@ -20,7 +20,7 @@ use shared_types::http_api::{
     NodesQuery, Settings, SettingsView, StatusView,
 };
 use shared_types::messages::{
-    self, AdminKeyInfo, ConnectionTest, HintQuery, KeyResolution, PollerStatus, PollerWork, RetireOrder,
+    self, AdminKeyInfo, ConnectionTest, HintQuery, KeyCheck, KeyResolution, PollerStatus, PollerWork, RetireOrder,
     RetirementOutcome, RetirementResult, UsagePush, WorkspaceCost,
 };
 use shared_types::pool::{Issuance, IssueError, KeyId, Resolution};
@@ -523,7 +523,7 @@ impl KeyIssuer {
         };
         let limit = http_api::page_limit(query.limit);
         let (total, rows) = db.nodes_page(query.search.as_deref(), query.key, query.offset, limit).await?;
-        let nodes = rows.into_iter().map(|(node, key, at)| db::node_view(&self.pool, node, key, at)).collect();
+        let nodes = http_api::node_views(&self.pool, &self.rt.hourly, rows);
         Ok(NodesPage { total, nodes })
     }
 
@@ -583,7 +583,7 @@ impl KeyIssuer {
             Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
         };
         let (_, rows) = db.nodes_page(None, Some(key), 0, http_api::MAX_PAGE).await?;
-        let nodes = rows.into_iter().map(|(node, key, t)| db::node_view(&self.pool, node, key, t)).collect();
+        let nodes = http_api::node_views(&self.pool, &self.rt.hourly, rows);
         let usage_by_model = db
             .usage_by_model(key)
             .await?
@@ -720,6 +720,29 @@ impl KeyIssuer {
             pending_admin_api_retirements: pending,
             unresolved_keys: unresolved,
         }
+    }
+
+    /// Figures beside the overview plot.
+    #[http]
+    fn overview(&self) -> http_api::OverviewView {
+        http_api::overview(&self.pool, &self.rt.hourly, now())
+    }
+
+    /// Checks with the Admin API (through the cost-poller) that the key exists in the organization
+    /// and is active. Never sends the secret anywhere: the poller matches the key's hint.
+    #[http]
+    async fn test_key(&mut self, key: KeyId) -> Result<KeyCheck, String> {
+        let Some(record) = self.pool.key(key) else {
+            return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
+        };
+        let query = HintQuery { key, hint: record.hint.to_string() };
+        let answer = ask_poller::<KeyCheck>(serde_json::json!({"CheckKey": query}), 120).await;
+        let answer = self.note_poller(answer);
+        if let Ok(check) = &answer {
+            self.apply_resolutions(vec![KeyResolution { key, resolution: check.resolution.clone() }]);
+            self.audit("operator", "test key", &format!("key {key}"), &check.message);
+        }
+        http_result(answer, StatusCode::BAD_GATEWAY)
     }
 
     #[http(path = "/api/summary")]

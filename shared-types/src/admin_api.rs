@@ -522,6 +522,23 @@ pub fn cost_by_workspace(pages: &[ReportPage<CostRow>]) -> BTreeMap<(Option<Stri
     sums
 }
 
+/// "Test key": finds the key among the organization's keys by its hint and reports its status.
+pub fn check_key(hint: &KeyHint, keys: &[ApiKeyObject]) -> crate::messages::KeyCheck {
+    let resolution = resolve_hint(hint, keys);
+    let (ok, message, status) = match &resolution {
+        Resolution::Resolved { api_key_id, .. } => {
+            let status = keys.iter().find(|k| &k.id == api_key_id).map(|k| k.status.to_string()).unwrap_or_default();
+            if status == "active" {
+                (true, format!("the key is active in the organization as {api_key_id}"), Some(status))
+            } else {
+                (false, format!("the Admin API has this key ({api_key_id}) as {status}: it will not work"), Some(status))
+            }
+        }
+        Resolution::Unresolved { why } => (false, format!("not found in the organization: {why}"), None),
+    };
+    crate::messages::KeyCheck { ok, message, status, resolution }
+}
+
 /// Matches a key's hint against the organization's keys (all pages).
 pub fn resolve_hint(hint: &KeyHint, keys: &[ApiKeyObject]) -> Resolution {
     let matches: Vec<&ApiKeyObject> = keys

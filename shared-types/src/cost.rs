@@ -223,6 +223,11 @@ pub fn cost_per_node(hourly: &[CostPoint], holdings: &[Holding]) -> BTreeMap<Nod
     shares
 }
 
+/// Cost of the hour buckets starting in [from, to) (unix seconds).
+pub fn spent_between(hourly: &[CostPoint], from: i64, to: i64) -> MicroUsd {
+    hourly.iter().filter(|p| (from..to).contains(&p.at.timestamp())).map(|p| p.amount).sum()
+}
+
 /// Cost over the last 24 hours ÷ 24 (per hour).
 pub fn burn_rate_per_hour(hourly: &[CostPoint], now: Timestamp) -> MicroUsd {
     let since = now - chrono::TimeDelta::hours(24);

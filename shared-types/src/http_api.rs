@@ -274,6 +274,8 @@ pub struct NodeView {
     pub key_name: String,
     pub masked_key: String,
     pub issued_at: String,
+    /// Estimated cost attributed to this node while it held its key (`cost::cost_per_node`).
+    pub cost_micro_usd: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -517,4 +519,102 @@ pub struct KeyDetail {
     pub estimate_same_days_micro_usd: Option<i64>,
     pub drift_basis_points: Option<i64>,
     pub drift_warning: bool,
+}
+
+/// One active key's burn rate and runway, for the overview.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRunway {
+    pub id: KeyId,
+    pub name: String,
+    pub spent_micro_usd: i64,
+    pub budget_micro_usd: i64,
+    pub burn_rate_micro_usd_per_hour: i64,
+    /// None when nothing burns.
+    pub budget_runs_out_in_secs: Option<u64>,
+}
+
+/// Figures beside the overview plot. Days and months are UTC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverviewView {
+    pub now: String,
+    pub spent_today_micro_usd: i64,
+    pub spent_this_month_micro_usd: i64,
+    pub spent_total_micro_usd: i64,
+    pub active_keys: u32,
+    pub historical_keys: u32,
+    pub eligible_keys: u32,
+    pub nodes_onboarded: u64,
+    /// Total cost ÷ nodes ever issued; None before the first node.
+    pub cost_per_node_micro_usd: Option<i64>,
+    pub burn_rate_micro_usd_per_hour: i64,
+    /// Active keys, soonest to run out first (keys that burn nothing last).
+    pub keys: Vec<KeyRunway>,
+}
+
+/// Builds the overview figures from the pool and its hourly cost index.
+pub fn overview(pool: &crate::KeyPool, hourly: &crate::cost::HourlyCosts, now: Timestamp) -> OverviewView {
+    use chrono::{Datelike, TimeZone};
+    use crate::cost;
+    let day_start = now.timestamp() - now.timestamp().rem_euclid(86_400);
+    let month_start = chrono::Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .map_or(day_start, |t| t.timestamp());
+    let total = hourly.points(None);
+    let spent_total: MicroUsd = total.iter().map(|p| p.amount).sum();
+    let summary = crate::wit_api::pool_summary(pool, now);
+    let nodes = pool.issued_node_count() as u64;
+    let mut keys: Vec<KeyRunway> = pool
+        .keys()
+        .filter(|r| r.is_active())
+        .map(|r| {
+            let burn = cost::burn_rate_per_hour(&hourly.points(Some(r.id)), now);
+            KeyRunway {
+                id: r.id,
+                name: r.name.clone(),
+                spent_micro_usd: r.spent.0,
+                budget_micro_usd: r.budget.0,
+                burn_rate_micro_usd_per_hour: burn.0,
+                budget_runs_out_in_secs: cost::budget_runs_out_in_secs(r.budget, r.spent, burn),
+            }
+        })
+        .collect();
+    keys.sort_by_key(|k| (k.budget_runs_out_in_secs.is_none(), k.budget_runs_out_in_secs, k.id));
+    OverviewView {
+        now: crate::wit_api::rfc3339(now),
+        spent_today_micro_usd: cost::spent_between(&total, day_start, i64::MAX).0,
+        spent_this_month_micro_usd: cost::spent_between(&total, month_start, i64::MAX).0,
+        spent_total_micro_usd: spent_total.0,
+        active_keys: summary.active_keys,
+        historical_keys: summary.historical_keys,
+        eligible_keys: summary.eligible_keys,
+        nodes_onboarded: nodes,
+        cost_per_node_micro_usd: (nodes > 0).then(|| spent_total.0 / nodes as i64),
+        burn_rate_micro_usd_per_hour: cost::burn_rate_per_hour(&total, now).0,
+        keys,
+    }
+}
+
+/// Views of a page of issuance rows `(node, key, issued at)`, each with the cost attributed to the
+/// node (one `cost_per_node` run per key on the page).
+pub fn node_views(
+    pool: &crate::KeyPool,
+    hourly: &crate::cost::HourlyCosts,
+    rows: Vec<(crate::NodeId, KeyId, Timestamp)>,
+) -> Vec<NodeView> {
+    let keys: std::collections::BTreeSet<KeyId> = rows.iter().map(|(_, k, _)| *k).collect();
+    let shares: std::collections::HashMap<KeyId, _> = keys
+        .into_iter()
+        .map(|key| (key, crate::cost::cost_per_node(&hourly.points(Some(key)), &pool.holdings_of(key))))
+        .collect();
+    rows.into_iter()
+        .map(|(node, key, issued_at)| {
+            let (key_name, masked_key) = pool
+                .key(key)
+                .map(|r| (r.name.clone(), r.hint.to_string()))
+                .unwrap_or_else(|| ("(unknown key)".to_string(), String::new()));
+            let cost = shares.get(&key).and_then(|s| s.get(&node)).map_or(0, |m| m.0);
+            NodeView { node, key_id: key, key_name, masked_key, issued_at: rfc3339(issued_at), cost_micro_usd: cost }
+        })
+        .collect()
 }

@@ -178,6 +178,16 @@ pub struct ConnectionTest {
     pub api_keys_visible: u64,
 }
 
+/// Answer to "test key": whether the Admin API knows the key and has it active.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCheck {
+    pub ok: bool,
+    pub message: String,
+    /// The Admin API status (`active`, `inactive`, `archived`, ...) when the key was found.
+    pub status: Option<String>,
+    pub resolution: Resolution,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,414 @@
+// Cumulative cost over time (uPlot, canvas) with a marker for every node that was issued a key.
+// Zoom: drag a range, mouse wheel, or +/−; pan: ◀ ▶ or the arrow keys; reset: double click or
+// "All". Each zoom redraws at once from the data at hand, then fetches the range at full
+// resolution (the server downsamples to about the plot's pixel width).
+
+import { useCallback, useEffect, useRef, useState } from 'react';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+import { api, type CostSeries } from './api';
+import { clusterAt, clusterLabel, clusterMarkers, placeLabels, type Cluster } from './markers';
+import { formatAxisTime, formatTime, formatUsd, formatUsdAdaptive } from './format';
+import { ErrorNote } from './ui';
+
+interface Range {
+  from: number | null;
+  to: number | null;
+}
+
+interface Props {
+  /** One key, or null for the whole pool. */
+  keyId: number | null;
+  /** The node's clock (unix seconds): presets count back from it. */
+  now: number;
+  label: string;
+}
+
+const PRESETS: [string, number | null][] = [
+  ['24 h', 86400],
+  ['7 d', 7 * 86400],
+  ['30 d', 30 * 86400],
+  ['All', null],
+];
+
+const MARKER_GAP_PX = 14;
+const LABEL_ROWS = 3;
+const HOVER_TOLERANCE_PX = 7;
+
+interface Colors {
+  line: string;
+  fill: string;
+  marker: string;
+  text: string;
+  grid: string;
+}
+
+function readColors(el: Element): Colors {
+  const css = getComputedStyle(el);
+  const v = (name: string, fallback: string) => css.getPropertyValue(name).trim() || fallback;
+  return {
+    line: v('--chart-line', '#c15f3c'),
+    fill: v('--chart-fill', 'rgba(193,95,60,0.12)'),
+    marker: v('--chart-marker', '#3b6fd4'),
+    text: v('--text-muted', '#666'),
+    grid: v('--grid', 'rgba(128,128,128,0.15)'),
+  };
+}
+
+/** What the plot shows: x in unix seconds, y in USD (floats for drawing only). */
+function toPlotData(series: CostSeries, range: Range, now: number): [number[], number[]] {
+  const t = series.t.slice();
+  const v = series.v.map((micro) => micro / 1e6);
+  const end = Math.min(range.to ?? now, now);
+  if (t.length === 0) {
+    const start = range.from ?? series.joins[0]?.t ?? end - 86400;
+    return [[start, Math.max(end, start + 1)], [0, 0]];
+  }
+  if (end > t[t.length - 1]) {
+    // The cumulative cost stays flat until now: draw it up to now.
+    t.push(end);
+    v.push(v[v.length - 1]);
+  }
+  return [t, v];
+}
+
+export function CostChart({ keyId, now, label }: Props) {
+  const wrapRef = useRef<HTMLDivElement>(null);
+  const plotHostRef = useRef<HTMLDivElement>(null);
+  const tipRef = useRef<HTMLDivElement>(null);
+  const plotRef = useRef<uPlot | null>(null);
+  const joinsRef = useRef<{ t: number[]; names: string[] }>({ t: [], names: [] });
+  const clustersRef = useRef<Cluster[]>([]);
+  const programmaticRef = useRef(false);
+  const rangeTimer = useRef<number | undefined>(undefined);
+  const colorsRef = useRef<Colors | null>(null);
+  const labelsSignature = useRef('');
+  const [range, setRange] = useState<Range>({ from: null, to: null });
+  const [series, setSeries] = useState<CostSeries | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [loading, setLoading] = useState(true);
+  const [width, setWidth] = useState(0);
+  const [visibleLabels, setVisibleLabels] = useState<{ label: string; px: number; t: number }[]>([]);
+
+  // The plot itself: created once, fed data below.
+  useEffect(() => {
+    const host = plotHostRef.current;
+    const wrap = wrapRef.current;
+    if (!host || !wrap) return;
+    colorsRef.current = readColors(wrap);
+    const colors = () => colorsRef.current ?? readColors(wrap);
+
+    const drawMarkers = (u: uPlot) => {
+      const { t, names } = joinsRef.current;
+      const c = colors();
+      const ratio = uPlot.pxRatio;
+      const left = u.bbox.left;
+      const top = u.bbox.top;
+      const bottom = u.bbox.top + u.bbox.height;
+      const plotWidth = u.bbox.width / ratio;
+      const clusters = clusterMarkers(t, (x) => u.valToPos(x, 'x'), MARKER_GAP_PX, 0, plotWidth);
+      clustersRef.current = clusters;
+      const ctx = u.ctx;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(u.bbox.left, u.bbox.top, u.bbox.width, u.bbox.height);
+      ctx.clip();
+      ctx.strokeStyle = c.marker;
+      ctx.fillStyle = c.marker;
+      ctx.lineWidth = 1 * ratio;
+      ctx.setLineDash([3 * ratio, 3 * ratio]);
+      ctx.beginPath();
+      for (const cl of clusters) {
+        const x = Math.round(left + cl.px * ratio) + 0.5;
+        ctx.moveTo(x, top);
+        ctx.lineTo(x, bottom);
+      }
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.font = `${11 * ratio}px system-ui, sans-serif`;
+      ctx.textBaseline = 'top';
+      const labels = clusters.map((cl) => clusterLabel(names, cl));
+      const widths = labels.map((l) => ctx.measureText(l).width / ratio + 8);
+      const rows = placeLabels(clusters.map((cl) => cl.px), widths, LABEL_ROWS);
+      const shown: { label: string; px: number; t: number }[] = [];
+      clusters.forEach((cl, i) => {
+        const x = left + cl.px * ratio;
+        const count = cl.end - cl.start;
+        // A dot per cluster, larger for more nodes.
+        ctx.beginPath();
+        ctx.arc(x, bottom - 4 * ratio, Math.min(6, 2.5 + Math.log2(count)) * ratio, 0, Math.PI * 2);
+        ctx.fill();
+        if (rows[i] < 0) return;
+        const y = top + (4 + rows[i] * 15) * ratio;
+        ctx.fillText(labels[i], x + 3 * ratio, y);
+        shown.push({ label: labels[i], px: cl.px, t: t[cl.start] });
+      });
+      ctx.restore();
+      const signature = shown.map((l) => `${l.label}@${Math.round(l.px)}`).join('|');
+      if (signature !== labelsSignature.current) {
+        labelsSignature.current = signature;
+        setVisibleLabels(shown);
+      }
+      performance.mark('cost-chart-draw');
+    };
+
+    const showTip = (u: uPlot) => {
+      const tip = tipRef.current;
+      if (!tip) return;
+      const left = u.cursor.left ?? -1;
+      const idx = u.cursor.idx;
+      if (left < 0 || idx == null) {
+        tip.hidden = true;
+        return;
+      }
+      const at = u.posToVal(left, 'x');
+      const cost = u.data[1][idx];
+      const cluster = clusterAt(clustersRef.current, left, HOVER_TOLERANCE_PX);
+      const { names, t } = joinsRef.current;
+      tip.replaceChildren();
+      const line = (text: string, cls?: string) => {
+        const div = document.createElement('div');
+        div.textContent = text;
+        if (cls) div.className = cls;
+        tip.appendChild(div);
+      };
+      line(formatTime(Math.round(at)), 'tip-time');
+      if (cost != null) line(`Spent to date ${formatUsd(Math.round(cost * 1e6))}`, 'tip-cost');
+      if (cluster) {
+        const count = cluster.end - cluster.start;
+        line(count === 1 ? '1 node joined' : `${count} nodes joined`, 'tip-head');
+        const shown = Math.min(count, 12);
+        for (let i = cluster.start; i < cluster.start + shown; i++) line(`${names[i]} · ${formatTime(t[i])}`, 'tip-node');
+        if (count > shown) line(`and ${count - shown} more`, 'tip-more');
+      }
+      tip.hidden = false;
+      const box = u.over.getBoundingClientRect();
+      const tipWidth = tip.offsetWidth;
+      const x = left + 14 + tipWidth > box.width ? left - tipWidth - 10 : left + 14;
+      tip.style.transform = `translate(${Math.round(x + u.over.offsetLeft)}px, ${Math.round(u.over.offsetTop + 8)}px)`;
+    };
+
+    const onScaleChange = (u: uPlot, key: string) => {
+      if (key !== 'x' || programmaticRef.current) return;
+      const { min, max } = u.scales.x;
+      if (min == null || max == null) return;
+      window.clearTimeout(rangeTimer.current);
+      rangeTimer.current = window.setTimeout(() => setRange({ from: Math.floor(min), to: Math.ceil(max) }), 250);
+    };
+
+    const wheelZoom = (u: uPlot) => {
+      u.over.addEventListener(
+        'wheel',
+        (e) => {
+          e.preventDefault();
+          const { min, max } = u.scales.x;
+          if (min == null || max == null) return;
+          const rect = u.over.getBoundingClientRect();
+          const at = u.posToVal(e.clientX - rect.left, 'x');
+          const factor = e.deltaY < 0 ? 0.75 : 1 / 0.75;
+          const nextMin = at - (at - min) * factor;
+          const nextMax = at + (max - at) * factor;
+          if (nextMax - nextMin < 3600) return;
+          u.setScale('x', { min: nextMin, max: nextMax });
+        },
+        { passive: false },
+      );
+    };
+
+    const opts: uPlot.Options = {
+      width: Math.max(320, host.clientWidth),
+      height: 320,
+      pxAlign: 0,
+      legend: { show: false },
+      cursor: {
+        drag: { x: true, y: false, setScale: true },
+        bind: {
+          // Double click resets to the whole history (handled by the component).
+          dblclick: () => () => null,
+        },
+        points: { size: 7 },
+      },
+      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.08 : 1] } },
+      axes: [
+        {
+          stroke: () => colors().text,
+          grid: { stroke: () => colors().grid, width: 1 },
+          ticks: { stroke: () => colors().grid },
+          values: (u, splits) => {
+            const span = (u.scales.x.max ?? 0) - (u.scales.x.min ?? 0);
+            return splits.map((s) => formatAxisTime(s, span));
+          },
+          space: 70,
+        },
+        {
+          stroke: () => colors().text,
+          grid: { stroke: () => colors().grid, width: 1 },
+          ticks: { stroke: () => colors().grid },
+          values: (_u, splits) => splits.map((s) => formatUsd(Math.round(s * 1e6), s < 10 && s !== 0 ? 2 : 0)),
+          size: 64,
+        },
+      ],
+      series: [
+        {},
+        {
+          label: 'Spent to date',
+          stroke: () => colors().line,
+          fill: () => colors().fill,
+          width: 2,
+          paths: uPlot.paths.stepped!({ align: 1 }),
+          points: { show: false },
+        },
+      ],
+      hooks: {
+        draw: [drawMarkers],
+        setCursor: [showTip],
+        setScale: [onScaleChange],
+        ready: [wheelZoom],
+      },
+    };
+    const plot = new uPlot(opts, [[], []], host);
+    plotRef.current = plot;
+    const onDblClick = () => setRange({ from: null, to: null });
+    plot.over.addEventListener('dblclick', onDblClick);
+    const onLeave = () => {
+      if (tipRef.current) tipRef.current.hidden = true;
+    };
+    plot.over.addEventListener('mouseleave', onLeave);
+
+    const resize = new ResizeObserver(() => {
+      const w = Math.max(320, host.clientWidth);
+      if (w !== plot.width) plot.setSize({ width: w, height: 320 });
+      setWidth(w);
+    });
+    resize.observe(host);
+    const scheme = window.matchMedia('(prefers-color-scheme: dark)');
+    const onScheme = () => {
+      colorsRef.current = readColors(wrap);
+      plot.redraw(false, true);
+    };
+    scheme.addEventListener('change', onScheme);
+    return () => {
+      scheme.removeEventListener('change', onScheme);
+      resize.disconnect();
+      window.clearTimeout(rangeTimer.current);
+      plot.destroy();
+      plotRef.current = null;
+    };
+  }, []);
+
+  // Data for the range at about one point per pixel.
+  useEffect(() => {
+    if (width === 0) return;
+    let cancelled = false;
+    setLoading(true);
+    api
+      .costSeries({ key: keyId, from: range.from, to: range.to, max_points: Math.min(4000, Math.max(200, Math.round(width))) })
+      .then((s) => {
+        if (cancelled) return;
+        setSeries(s);
+        setError(null);
+        joinsRef.current = { t: s.joins.map((j) => j.t), names: s.joins.map((j) => j.node) };
+        const plot = plotRef.current;
+        if (!plot) return;
+        const data = toPlotData(s, range, now);
+        programmaticRef.current = true;
+        plot.setData(data, range.from == null);
+        if (range.from != null && range.to != null) plot.setScale('x', { min: range.from, max: range.to });
+        programmaticRef.current = false;
+      })
+      .catch((e) => !cancelled && setError(e))
+      .finally(() => !cancelled && setLoading(false));
+    return () => {
+      cancelled = true;
+    };
+    // `now` moves every refresh; refetching for it alone is not needed.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [keyId, range.from, range.to, width]);
+
+  const zoomBy = useCallback((factor: number) => {
+    const u = plotRef.current;
+    const { min, max } = u?.scales.x ?? {};
+    if (!u || min == null || max == null) return;
+    const mid = (min + max) / 2;
+    const half = Math.max(1800, ((max - min) / 2) * factor);
+    u.setScale('x', { min: mid - half, max: mid + half });
+  }, []);
+
+  const panBy = useCallback((fraction: number) => {
+    const u = plotRef.current;
+    const { min, max } = u?.scales.x ?? {};
+    if (!u || min == null || max == null) return;
+    const shift = (max - min) * fraction;
+    u.setScale('x', { min: min + shift, max: max + shift });
+  }, []);
+
+  const onKey = (e: React.KeyboardEvent) => {
+    const actions: Record<string, () => void> = {
+      ArrowLeft: () => panBy(-0.25),
+      ArrowRight: () => panBy(0.25),
+      '+': () => zoomBy(0.5),
+      '=': () => zoomBy(0.5),
+      '-': () => zoomBy(2),
+      '0': () => setRange({ from: null, to: null }),
+    };
+    const action = actions[e.key];
+    if (action) {
+      e.preventDefault();
+      action();
+    }
+  };
+
+  const activePreset = range.from == null ? 'All' : PRESETS.find(([, secs]) => secs != null && range.to === now && range.from === now - secs)?.[0];
+  const empty = series != null && series.t.length === 0 && series.joins.length === 0;
+
+  return (
+    <div className="chart-card" ref={wrapRef}>
+      <div className="chart-toolbar" role="toolbar" aria-label={`${label}: time range`}>
+        <div className="segmented">
+          {PRESETS.map(([name, secs]) => (
+            <button
+              key={name}
+              type="button"
+              aria-pressed={activePreset === name}
+              onClick={() => setRange(secs == null ? { from: null, to: null } : { from: now - secs, to: now })}
+            >
+              {name}
+            </button>
+          ))}
+        </div>
+        <div className="chart-nav">
+          <button type="button" onClick={() => panBy(-0.5)} aria-label="Pan back in time" title="Pan back (←)">◀</button>
+          <button type="button" onClick={() => panBy(0.5)} aria-label="Pan forward in time" title="Pan forward (→)">▶</button>
+          <button type="button" onClick={() => zoomBy(0.5)} aria-label="Zoom in" title="Zoom in (+)">＋</button>
+          <button type="button" onClick={() => zoomBy(2)} aria-label="Zoom out" title="Zoom out (−)">−</button>
+          <button type="button" onClick={() => setRange({ from: null, to: null })} title="Whole history (0 or double click)">Reset</button>
+        </div>
+        <span className="chart-status" aria-live="polite">
+          {loading ? 'Loading…' : series ? `${series.joins_total} node${series.joins_total === 1 ? '' : 's'} joined in view` : ''}
+          {series && series.joins_total > series.joins.length ? ` (${series.joins.length} shown)` : ''}
+        </span>
+      </div>
+      <div
+        className="chart-area"
+        tabIndex={0}
+        onKeyDown={onKey}
+        role="img"
+        aria-label={`${label}: cumulative cost over time${series ? `, ${formatUsdAdaptive(series.total_micro_usd)} in all` : ''}. Arrow keys pan, plus and minus zoom, 0 resets.`}
+        data-testid="cost-chart"
+      >
+        <div ref={plotHostRef} className="chart-host" />
+        <div ref={tipRef} className="chart-tip" role="tooltip" hidden data-testid="chart-tooltip" />
+        {empty && !loading && <div className="chart-empty">No cost recorded and no node joined yet.</div>}
+      </div>
+      {error != null && <ErrorNote error={error} />}
+      <ul className="sr-only" aria-label="Node-join labels on the plot" data-testid="chart-markers">
+        {visibleLabels.slice(0, 300).map((l) => (
+          <li key={`${l.t}-${l.label}`} data-px={Math.round(l.px)}>
+            {l.label} joined {formatTime(l.t)}
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}

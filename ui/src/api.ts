@@ -1,0 +1,262 @@
+// The key-issuer's dashboard API (docs/http-api.md): every call is a POST of `{"Call": arg}` to
+// `<base>/api`, where <base> is the process id the node serves the app under.
+
+export type KeyStatus = 'active' | 'retired' | 'removed';
+
+export interface KeyView {
+  id: number;
+  name: string;
+  masked_key: string;
+  status: KeyStatus;
+  retired_reason: string | null;
+  retired_at: string | null;
+  admin_api_retirement: string | null;
+  api_key_id: string | null;
+  workspace_id: string | null;
+  unresolved_reason: string | null;
+  added_at: string;
+  expires_at: string;
+  budget_micro_usd: number;
+  spent_micro_usd: number;
+  node_cap: number | null;
+  nodes: number;
+  eligible: boolean;
+}
+
+export interface NodeView {
+  node: string;
+  key_id: number;
+  key_name: string;
+  masked_key: string;
+  issued_at: string;
+  cost_micro_usd: number;
+}
+
+export interface NodesPage {
+  total: number;
+  nodes: NodeView[];
+}
+
+export interface JoinEvent {
+  t: number;
+  node: string;
+  key: number;
+}
+
+export interface CostSeries {
+  key: number | null;
+  source: string;
+  t: number[];
+  v: number[];
+  joins: JoinEvent[];
+  joins_total: number;
+  total_micro_usd: number;
+}
+
+export interface ModelUsage {
+  model: string;
+  cost_micro_usd: number;
+  input_tokens: number;
+  output_tokens: number;
+}
+
+export interface KeyDetail {
+  key: KeyView;
+  nodes: NodeView[];
+  usage_by_model: ModelUsage[];
+  burn_rate_micro_usd_per_hour: number;
+  budget_runs_out_in_secs: number | null;
+  authoritative_micro_usd: number | null;
+  estimate_same_days_micro_usd: number | null;
+  drift_basis_points: number | null;
+  drift_warning: boolean;
+}
+
+export interface KeyRunway {
+  id: number;
+  name: string;
+  spent_micro_usd: number;
+  budget_micro_usd: number;
+  burn_rate_micro_usd_per_hour: number;
+  budget_runs_out_in_secs: number | null;
+}
+
+export interface Overview {
+  now: string;
+  spent_today_micro_usd: number;
+  spent_this_month_micro_usd: number;
+  spent_total_micro_usd: number;
+  active_keys: number;
+  historical_keys: number;
+  eligible_keys: number;
+  nodes_onboarded: number;
+  cost_per_node_micro_usd: number | null;
+  burn_rate_micro_usd_per_hour: number;
+  keys: KeyRunway[];
+}
+
+export interface ModelPrices {
+  input: number;
+  output: number;
+  cache_write_5m: number;
+  cache_write_1h: number;
+  cache_read: number;
+}
+
+export interface PriceEntry {
+  model_prefix: string;
+  label: string;
+  prices: ModelPrices;
+}
+
+export interface PriceTable {
+  entries: PriceEntry[];
+  web_search_per_thousand: number;
+}
+
+export interface Settings {
+  admin_key_set: boolean;
+  admin_key_prefix: string | null;
+  admin_api_base_url: string;
+  poll_interval_secs: number;
+  default_lifetime_days: number;
+  default_budget_micro_usd: number;
+  default_node_cap: number | null;
+  retire_to: 'inactive' | 'archived';
+  price_table: PriceTable;
+  p2p_requests_per_minute: number;
+}
+
+export interface PollError {
+  at: string;
+  message: string;
+  needs_operator: boolean;
+}
+
+export interface PollerStatus {
+  admin_key_set: boolean;
+  last_poll_started: string | null;
+  last_success: string | null;
+  next_poll: string | null;
+  last_error: PollError | null;
+  skipped_rows: number;
+  polls_total: number;
+}
+
+export interface Status {
+  now: string;
+  poller: PollerStatus;
+  poller_reachable: boolean;
+  active_keys: number;
+  historical_keys: number;
+  pending_admin_api_retirements: number;
+  unresolved_keys: number;
+}
+
+export interface AuditEntry {
+  seq: number;
+  at: string;
+  actor: string;
+  action: string;
+  detail: string;
+  outcome: string;
+}
+
+export interface AuditPage {
+  entries: AuditEntry[];
+  next_before_seq: number | null;
+}
+
+export interface CheckResult {
+  ok: boolean;
+  message: string;
+}
+
+/** The node answered with its login page: the session is gone. */
+export class LoggedOutError extends Error {
+  constructor() {
+    super('Your node session has ended. Log in to your node to continue.');
+    this.name = 'LoggedOutError';
+  }
+}
+
+/** The API refused or failed a call; `message` is the issuer's explanation. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** `/<process id>/`: the first path segment of the page, where the node serves this app. */
+export function basePath(pathname: string = window.location.pathname): string {
+  const first = pathname.split('/').filter(Boolean)[0];
+  return first ? `/${first}/` : '/';
+}
+
+let onLoggedOut: () => void = () => {};
+
+/** Registers what the app does when any call finds the session gone. */
+export function setLoggedOutHandler(handler: () => void) {
+  onLoggedOut = handler;
+}
+
+/** Calls `name` with `arg`. Unwraps `{"Ok": ...}`, throws `ApiError` on `{"Err": ...}`. */
+export async function call<T>(name: string, arg: unknown = null, opts: { unwrap?: boolean } = {}): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(`${basePath()}api`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ [name]: arg }),
+      credentials: 'same-origin',
+    });
+  } catch {
+    throw new ApiError('The node did not answer. Check that it is running and reachable.', 0);
+  }
+  const type = response.headers.get('content-type') ?? '';
+  const text = await response.text();
+  if (type.includes('text/html') || /^\s*<(!doctype|html)/i.test(text)) {
+    onLoggedOut();
+    throw new LoggedOutError();
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new ApiError(`The node answered ${response.status} with something other than JSON.`, response.status);
+  }
+  if (body && typeof body === 'object' && !Array.isArray(body)) {
+    const obj = body as Record<string, unknown>;
+    if ('Err' in obj && Object.keys(obj).length === 1) throw new ApiError(String(obj.Err), response.status);
+    if ('Ok' in obj && Object.keys(obj).length === 1 && opts.unwrap !== false) return obj.Ok as T;
+  }
+  if (!response.ok) throw new ApiError(`The node answered ${response.status}.`, response.status);
+  return body as T;
+}
+
+export const api = {
+  listKeys: () => call<KeyView[]>('ListKeys'),
+  addKey: (body: { secret: string; name: string; lifetime_days?: number; budget_usd?: string; node_cap?: number | null }) =>
+    call<KeyView>('AddKey', body),
+  retireKey: (id: number) => call<KeyView>('RetireKey', id),
+  removeKey: (id: number) => call<KeyView>('RemoveKey', id),
+  testKey: (id: number) => call<CheckResult>('TestKey', id),
+  keyDetail: (id: number) => call<KeyDetail>('KeyDetail', id),
+  listNodes: (q: { search?: string | null; key?: number | null; offset?: number; limit?: number }) =>
+    call<NodesPage>('ListNodes', { search: q.search || null, key: q.key ?? null, offset: q.offset ?? 0, limit: q.limit ?? 100 }),
+  costSeries: (q: { key: number | null; from: number | null; to: number | null; max_points: number }) =>
+    call<CostSeries>('CostSeries', q),
+  overview: () => call<Overview>('Overview'),
+  settings: () => call<Settings>('GetSettings'),
+  updateSettings: (changes: Record<string, unknown>) => call<Settings>('UpdateSettings', changes),
+  setAdminKey: (adminKey: string) => call<Settings>('SetAdminKey', { admin_key: adminKey }),
+  clearAdminKey: () => call<Settings>('ClearAdminKey'),
+  testConnection: () => call<CheckResult>('TestConnection'),
+  status: () => call<Status>('Status'),
+  pollNow: () => call<null>('PollNow'),
+  audit: (beforeSeq: number | null) => call<AuditPage>('AuditLog', { before_seq: beforeSeq, limit: 100 }),
+};

@@ -1,0 +1,93 @@
+import { useEffect, useState } from 'react';
+import { api, type NodeView } from '../api';
+import { displayKey, formatInt, formatTime, formatUsdAdaptive, unixOf } from '../format';
+import { Empty, LoadState, useLoad } from '../ui';
+
+const PAGE = 100;
+const ATTRIBUTION_HINT =
+  'Estimate: each hour, a key’s cost is split evenly among the nodes holding it; a node’s share is summed over the hours it held the key.';
+
+export function NodesTable({ nodes, showKey = true }: { nodes: NodeView[]; showKey?: boolean }) {
+  return (
+    <div className="table-wrap">
+      <table data-testid="nodes-table">
+        <thead>
+          <tr>
+            <th scope="col">Node</th>
+            {showKey && <th scope="col">Key</th>}
+            <th scope="col">Issued</th>
+            <th scope="col" className="num" title={ATTRIBUTION_HINT}>
+              Attributed cost <span className="hint-mark" aria-label={ATTRIBUTION_HINT}>ⓘ</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {nodes.map((n) => (
+            <tr key={n.node}>
+              <td>{n.node}</td>
+              {showKey && (
+                <td>
+                  <a href={`#/keys/${n.key_id}`}>{n.key_name}</a> <code className="masked">{displayKey(n.masked_key)}</code>
+                </td>
+              )}
+              <td>{formatTime(unixOf(n.issued_at) ?? 0)}</td>
+              <td className="num">{formatUsdAdaptive(n.cost_micro_usd)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+export function NodesView() {
+  const [search, setSearch] = useState('');
+  const [query, setQuery] = useState('');
+  const [offset, setOffset] = useState(0);
+  useEffect(() => {
+    const timer = window.setTimeout(() => {
+      setQuery(search.trim());
+      setOffset(0);
+    }, 250);
+    return () => window.clearTimeout(timer);
+  }, [search]);
+  const state = useLoad(() => api.listNodes({ search: query, offset, limit: PAGE }), [query, offset]);
+  return (
+    <>
+      <div className="page-head">
+        <h1>Nodes</h1>
+        <button type="button" onClick={state.reload}>
+          Refresh
+        </button>
+      </div>
+      <div className="card">
+        <label className="search">
+          Search nodes
+          <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="node name, e.g. alice" />
+        </label>
+        <LoadState state={state} what="nodes">
+          {(page) =>
+            page.nodes.length === 0 ? (
+              <Empty>{query ? `No node matches “${query}”.` : 'No node has been issued a key yet.'}</Empty>
+            ) : (
+              <>
+                <p className="muted small" aria-live="polite">
+                  {offset + 1}–{offset + page.nodes.length} of {formatInt(page.total)} nodes, newest first
+                </p>
+                <NodesTable nodes={page.nodes} />
+                <div className="pager">
+                  <button type="button" disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - PAGE))}>
+                    Newer
+                  </button>
+                  <button type="button" disabled={offset + PAGE >= page.total} onClick={() => setOffset(offset + PAGE)}>
+                    Older
+                  </button>
+                </div>
+              </>
+            )
+          }
+        </LoadState>
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,361 @@
+import { useState, type FormEvent } from 'react';
+import { api, type CheckResult, type PriceEntry, type Settings } from '../api';
+import { formatDuration, microToUsdString, parseUsdInput, usdStringToMicro } from '../format';
+import { errorText, LoadState, useLoad } from '../ui';
+
+function AdminKeyCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => void }) {
+  const [value, setValue] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [test, setTest] = useState<CheckResult | null>(null);
+
+  const run = async (action: () => Promise<void>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await action();
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const save = (e: FormEvent) => {
+    e.preventDefault();
+    if (!value.trim().startsWith('sk-ant-admin')) {
+      setError('An admin key starts with sk-ant-admin.');
+      return;
+    }
+    void run(async () => {
+      const next = await api.setAdminKey(value.trim());
+      setValue('');
+      setTest(null);
+      onChange(next);
+    });
+  };
+
+  return (
+    <form className="card" onSubmit={save} aria-labelledby="admin-key-title" autoComplete="off">
+      <h2 id="admin-key-title">Admin key</h2>
+      <p data-testid="admin-key-state">
+        {s.admin_key_set ? (
+          <>
+            Set: <code>{s.admin_key_prefix}</code>
+          </>
+        ) : (
+          <span className="warn">Not set: usage and cost are not polled and retired keys are not deactivated.</span>
+        )}
+      </p>
+      <p className="muted small">
+        Write-only: the key goes to the cost-poller and is never shown again, only its prefix. It needs the Admin API
+        permission of your Anthropic organization.
+      </p>
+      <label>
+        {s.admin_key_set ? 'Replace admin key' : 'Admin key'}
+        <input
+          type="password"
+          name="admin_key"
+          value={value}
+          onChange={(e) => setValue(e.target.value)}
+          placeholder="sk-ant-admin01-…"
+          autoComplete="off"
+          spellCheck={false}
+        />
+      </label>
+      <div className="form-actions">
+        <button className="primary" type="submit" disabled={busy || !value}>
+          Save admin key
+        </button>
+        <button
+          type="button"
+          disabled={busy || !s.admin_key_set}
+          onClick={() =>
+            run(async () => {
+              setTest(await api.testConnection());
+            })
+          }
+        >
+          Test connection
+        </button>
+        {s.admin_key_set && (
+          <button type="button" className="danger-text" disabled={busy} onClick={() => run(async () => onChange(await api.clearAdminKey()))}>
+            Clear
+          </button>
+        )}
+      </div>
+      {error && (
+        <p className="field-error" role="alert">
+          {error}
+        </p>
+      )}
+      {test && (
+        <div className={`note ${test.ok ? 'ok' : 'error'}`} role="status" data-testid="connection-result">
+          {test.message}
+        </div>
+      )}
+    </form>
+  );
+}
+
+function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => void }) {
+  const [form, setForm] = useState({
+    admin_api_base_url: s.admin_api_base_url,
+    poll_interval_mins: String(Math.round(s.poll_interval_secs / 60)),
+    default_lifetime_days: String(s.default_lifetime_days),
+    default_budget_usd: microToUsdString(s.default_budget_micro_usd),
+    default_node_cap: s.default_node_cap == null ? '' : String(s.default_node_cap),
+    retire_to: s.retire_to,
+    p2p_requests_per_minute: String(s.p2p_requests_per_minute),
+  });
+  const [error, setError] = useState<string | null>(null);
+  const [saved, setSaved] = useState(false);
+  const set = (field: keyof typeof form) => (e: { target: { value: string } }) => {
+    setSaved(false);
+    setForm({ ...form, [field]: e.target.value });
+  };
+
+  const save = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    const mins = Number(form.poll_interval_mins);
+    const days = Number(form.default_lifetime_days);
+    const rate = Number(form.p2p_requests_per_minute);
+    const budget = parseUsdInput(form.default_budget_usd);
+    if (!Number.isInteger(mins) || mins < 1) return setError('Poll interval: whole minutes, at least 1.');
+    if (!Number.isInteger(days) || days < 1) return setError('Default lifetime: whole days, at least 1.');
+    if (budget == null) return setError('Default budget: a USD amount such as 5 or 12.50.');
+    if (!Number.isInteger(rate) || rate < 1) return setError('Requests per minute: a whole number, at least 1.');
+    const cap = form.default_node_cap.trim();
+    if (cap && (!Number.isInteger(Number(cap)) || Number(cap) < 1)) return setError('Default node cap: a whole number, or empty for no cap.');
+    try {
+      const next = await api.updateSettings({
+        admin_api_base_url: form.admin_api_base_url.trim(),
+        poll_interval_secs: mins * 60,
+        default_lifetime_days: days,
+        default_budget_usd: budget,
+        default_node_cap: cap ? Number(cap) : null,
+        retire_to: form.retire_to,
+        p2p_requests_per_minute: rate,
+      });
+      onChange(next);
+      setSaved(true);
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+
+  return (
+    <form className="card form-grid" onSubmit={save} aria-labelledby="general-title">
+      <h2 id="general-title">Polling and defaults</h2>
+      <label className="wide">
+        Admin API base URL
+        <input name="base_url" value={form.admin_api_base_url} onChange={set('admin_api_base_url')} spellCheck={false} />
+      </label>
+      <label>
+        Poll interval (minutes)
+        <input name="poll_interval" inputMode="numeric" value={form.poll_interval_mins} onChange={set('poll_interval_mins')} />
+        <span className="help">now every {formatDuration(s.poll_interval_secs)}</span>
+      </label>
+      <label>
+        Default lifetime (days)
+        <input name="default_lifetime" inputMode="numeric" value={form.default_lifetime_days} onChange={set('default_lifetime_days')} />
+      </label>
+      <label>
+        Default budget (USD)
+        <input name="default_budget" inputMode="decimal" value={form.default_budget_usd} onChange={set('default_budget_usd')} />
+      </label>
+      <label>
+        Default node cap
+        <input name="default_cap" inputMode="numeric" value={form.default_node_cap} onChange={set('default_node_cap')} placeholder="no cap" />
+      </label>
+      <label>
+        Retired keys become
+        <select name="retire_to" value={form.retire_to} onChange={set('retire_to')}>
+          <option value="inactive">inactive (can be re-enabled in the Console)</option>
+          <option value="archived">archived (permanent)</option>
+        </select>
+      </label>
+      <label>
+        Key requests per node per minute
+        <input name="rate" inputMode="numeric" value={form.p2p_requests_per_minute} onChange={set('p2p_requests_per_minute')} />
+      </label>
+      <div className="form-actions wide">
+        <button className="primary" type="submit">
+          Save settings
+        </button>
+        {error && (
+          <span className="field-error" role="alert">
+            {error}
+          </span>
+        )}
+        {saved && (
+          <span className="ok-text" role="status">
+            Saved.
+          </span>
+        )}
+      </div>
+    </form>
+  );
+}
+
+type PriceRow = { model_prefix: string; label: string; input: string; output: string; cache_write_5m: string; cache_write_1h: string; cache_read: string };
+const PRICE_FIELDS: [keyof PriceRow, string][] = [
+  ['input', 'Input'],
+  ['output', 'Output'],
+  ['cache_write_5m', 'Cache write 5 m'],
+  ['cache_write_1h', 'Cache write 1 h'],
+  ['cache_read', 'Cache read'],
+];
+
+function rowOf(e: PriceEntry): PriceRow {
+  const p = e.prices;
+  return {
+    model_prefix: e.model_prefix,
+    label: e.label,
+    input: microToUsdString(p.input),
+    output: microToUsdString(p.output),
+    cache_write_5m: microToUsdString(p.cache_write_5m),
+    cache_write_1h: microToUsdString(p.cache_write_1h),
+    cache_read: microToUsdString(p.cache_read),
+  };
+}
+
+function PriceCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => void }) {
+  const [rows, setRows] = useState<PriceRow[]>(() => s.price_table.entries.map(rowOf));
+  const [webSearch, setWebSearch] = useState(microToUsdString(s.price_table.web_search_per_thousand));
+  const [error, setError] = useState<string | null>(null);
+  const [saved, setSaved] = useState(false);
+  const edit = (i: number, field: keyof PriceRow, value: string) => {
+    setSaved(false);
+    setRows(rows.map((r, j) => (j === i ? { ...r, [field]: value } : r)));
+  };
+
+  const save = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    const entries: PriceEntry[] = [];
+    for (const [i, r] of rows.entries()) {
+      if (!r.model_prefix.trim()) return setError(`Row ${i + 1}: the model prefix is empty.`);
+      const prices: Record<string, number> = {};
+      for (const [field, name] of PRICE_FIELDS) {
+        const usd = parseUsdInput(r[field]);
+        if (usd == null) return setError(`Row ${i + 1} (${r.model_prefix}): ${name} is not a USD amount.`);
+        prices[field] = usdStringToMicro(usd);
+      }
+      entries.push({ model_prefix: r.model_prefix.trim(), label: r.label.trim() || r.model_prefix.trim(), prices: prices as unknown as PriceEntry['prices'] });
+    }
+    const ws = parseUsdInput(webSearch);
+    if (ws == null) return setError('Web search: not a USD amount.');
+    try {
+      const next = await api.updateSettings({ price_table: { entries, web_search_per_thousand: usdStringToMicro(ws) } });
+      onChange(next);
+      setRows(next.price_table.entries.map(rowOf));
+      setSaved(true);
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+
+  return (
+    <form className="card" onSubmit={save} aria-labelledby="prices-title">
+      <h2 id="prices-title">Price table</h2>
+      <p className="muted small">USD per million tokens. A model is priced by the entry with the longest matching prefix.</p>
+      <div className="table-wrap">
+        <table className="price-table">
+          <thead>
+            <tr>
+              <th scope="col">Model prefix</th>
+              <th scope="col">Label</th>
+              {PRICE_FIELDS.map(([f, name]) => (
+                <th scope="col" key={f} className="num">
+                  {name}
+                </th>
+              ))}
+              <th scope="col">
+                <span className="sr-only">Remove</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((r, i) => (
+              <tr key={i}>
+                <td>
+                  <input aria-label={`Row ${i + 1} model prefix`} value={r.model_prefix} onChange={(e) => edit(i, 'model_prefix', e.target.value)} />
+                </td>
+                <td>
+                  <input aria-label={`Row ${i + 1} label`} value={r.label} onChange={(e) => edit(i, 'label', e.target.value)} />
+                </td>
+                {PRICE_FIELDS.map(([f, name]) => (
+                  <td key={f}>
+                    <input
+                      className="num"
+                      inputMode="decimal"
+                      aria-label={`${r.model_prefix || `Row ${i + 1}`} ${name}`}
+                      value={r[f]}
+                      onChange={(e) => edit(i, f, e.target.value)}
+                    />
+                  </td>
+                ))}
+                <td>
+                  <button type="button" className="danger-text" aria-label={`Remove ${r.model_prefix || `row ${i + 1}`}`} onClick={() => setRows(rows.filter((_, j) => j !== i))}>
+                    ✕
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <div className="form-actions">
+        <button
+          type="button"
+          onClick={() => setRows([...rows, { model_prefix: '', label: '', input: '0', output: '0', cache_write_5m: '0', cache_write_1h: '0', cache_read: '0' }])}
+        >
+          Add model
+        </button>
+        <label className="inline">
+          Web search, per 1,000 requests (USD)
+          <input inputMode="decimal" value={webSearch} onChange={(e) => setWebSearch(e.target.value)} />
+        </label>
+        <button className="primary" type="submit">
+          Save prices
+        </button>
+        {error && (
+          <span className="field-error" role="alert">
+            {error}
+          </span>
+        )}
+        {saved && (
+          <span className="ok-text" role="status">
+            Saved.
+          </span>
+        )}
+      </div>
+    </form>
+  );
+}
+
+export function SettingsView() {
+  const state = useLoad(api.settings, []);
+  const [current, setCurrent] = useState<Settings | null>(null);
+  return (
+    <>
+      <div className="page-head">
+        <h1>Settings</h1>
+      </div>
+      <LoadState state={state} what="settings">
+        {(loaded) => {
+          const s = current ?? loaded;
+          return (
+            <>
+              <AdminKeyCard s={s} onChange={setCurrent} />
+              <GeneralCard s={s} onChange={setCurrent} />
+              <PriceCard s={s} onChange={setCurrent} />
+            </>
+          );
+        }}
+      </LoadState>
+    </>
+  );
+}

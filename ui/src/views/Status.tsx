@@ -1,0 +1,160 @@
+import { useState } from 'react';
+import { api, type KeyDetail, type Status } from '../api';
+import { formatBasisPoints, formatRelative, formatTime, formatUsd, unixOf } from '../format';
+import { Empty, errorText, LoadState, Stat, useLoad } from '../ui';
+
+function When({ at, now }: { at: string | null; now: number }) {
+  const t = unixOf(at);
+  if (t == null) return <span className="muted">never</span>;
+  return (
+    <span title={formatTime(t, true)}>
+      {formatTime(t)} <span className="muted">({formatRelative(t, now)})</span>
+    </span>
+  );
+}
+
+function Drift() {
+  // Drift exists per key whose workspace holds no other pool key; ask each key's detail.
+  const state = useLoad(async () => {
+    const keys = await api.listKeys();
+    const details = await Promise.all(keys.filter((k) => k.workspace_id).map((k) => api.keyDetail(k.id)));
+    return details.filter((d) => d.drift_basis_points != null);
+  }, []);
+  return (
+    <section className="card" aria-labelledby="drift-title">
+      <h2 id="drift-title">Estimate vs cost report</h2>
+      <p className="muted small">
+        Drift = (estimate − cost report) ÷ cost report over the same closed days, for keys alone in their workspace. Above 5% is
+        flagged: check the price table.
+      </p>
+      <LoadState state={state} what="drift">
+        {(rows: KeyDetail[]) =>
+          rows.length === 0 ? (
+            <Empty>No key has an authoritative cost figure yet (it needs a workspace of its own and a closed day).</Empty>
+          ) : (
+            <div className="table-wrap">
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">Key</th>
+                    <th scope="col" className="num">Estimate</th>
+                    <th scope="col" className="num">Cost report</th>
+                    <th scope="col" className="num">Drift</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {rows.map((d) => (
+                    <tr key={d.key.id}>
+                      <td>
+                        <a href={`#/keys/${d.key.id}`}>{d.key.name}</a>
+                      </td>
+                      <td className="num">{formatUsd(d.estimate_same_days_micro_usd ?? 0)}</td>
+                      <td className="num">{formatUsd(d.authoritative_micro_usd ?? 0)}</td>
+                      <td className={`num ${d.drift_warning ? 'warn' : ''}`}>
+                        {formatBasisPoints(d.drift_basis_points ?? 0)}
+                        {d.drift_warning ? ' ⚠' : ''}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )
+        }
+      </LoadState>
+    </section>
+  );
+}
+
+export function StatusView() {
+  const state = useLoad(api.status, []);
+  const [pollMessage, setPollMessage] = useState<{ ok: boolean; text: string } | null>(null);
+  const pollNow = async () => {
+    setPollMessage(null);
+    try {
+      await api.pollNow();
+      setPollMessage({ ok: true, text: 'Poll started. Refresh in a moment to see its result.' });
+      window.setTimeout(state.reload, 1500);
+    } catch (e) {
+      setPollMessage({ ok: false, text: errorText(e) });
+    }
+  };
+  return (
+    <>
+      <div className="page-head">
+        <h1>Status</h1>
+        <div className="form-actions">
+          <button type="button" className="primary" onClick={pollNow}>
+            Poll now
+          </button>
+          <button type="button" onClick={state.reload}>
+            Refresh
+          </button>
+        </div>
+      </div>
+      {pollMessage && (
+        <div className={`note ${pollMessage.ok ? 'ok' : 'error'}`} role="status">
+          {pollMessage.text}
+        </div>
+      )}
+      <LoadState state={state} what="status">
+        {(s: Status) => {
+          const now = unixOf(s.now) ?? Math.floor(Date.now() / 1000);
+          const p = s.poller;
+          return (
+            <>
+              {!s.poller_reachable && (
+                <div className="note error" role="alert">
+                  The cost-poller did not answer the last call. Usage is not being fetched.
+                </div>
+              )}
+              {!p.admin_key_set && (
+                <div className="note warn-note" role="status">
+                  No admin key is set: set one under <a href="#/settings">Settings</a> to poll usage and cost.
+                </div>
+              )}
+              <section className="card" aria-labelledby="poller-title">
+                <h2 id="poller-title">Cost poller</h2>
+                <dl className="facts">
+                  <dt>Last successful poll</dt>
+                  <dd data-testid="last-success">
+                    <When at={p.last_success} now={now} />
+                  </dd>
+                  <dt>Last poll started</dt>
+                  <dd>
+                    <When at={p.last_poll_started} now={now} />
+                  </dd>
+                  <dt>Next poll</dt>
+                  <dd>
+                    <When at={p.next_poll} now={now} />
+                  </dd>
+                  <dt>Last error</dt>
+                  <dd data-testid="last-error">
+                    {p.last_error ? (
+                      <span className={p.last_error.needs_operator ? 'warn' : undefined}>
+                        {p.last_error.message} <span className="muted">— {formatTime(unixOf(p.last_error.at) ?? 0)}</span>
+                      </span>
+                    ) : (
+                      <span className="muted">none</span>
+                    )}
+                  </dd>
+                  <dt>Polls so far</dt>
+                  <dd>{p.polls_total}</dd>
+                  <dt>Usage rows without a key</dt>
+                  <dd title="Usage from the Console Workbench carries no API key id and is not attributed.">{p.skipped_rows}</dd>
+                </dl>
+              </section>
+              <section className="stats" aria-label="Pool state">
+                <Stat label="Active keys" value={s.active_keys} />
+                <Stat label="Retired keys" value={s.historical_keys} />
+                <Stat label="Retirements waiting for the Admin API" value={s.pending_admin_api_retirements} />
+                <Stat label="Keys without an Admin API id" value={s.unresolved_keys} />
+              </section>
+              <Drift />
+            </>
+          );
+        }}
+      </LoadState>
+    </>
+  );
+}
