@@ -65,7 +65,7 @@ pub struct NodeHttp {
     pub token: String,
 }
 
-const LOGIN_PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>Log in</title></head>
+const LOGIN_PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>Log in</title><link rel="icon" href="data:,"></head>
 <body><main><h1>Log in to your node</h1><form id="f"><label>Password <input id="p" type="password" autocomplete="current-password"></label>
 <button type="submit">Log in</button></form><p id="e" role="alert"></p></main>
 <script>document.getElementById('f').onsubmit=async(ev)=>{ev.preventDefault();

@@ -551,3 +551,26 @@ pub fn resolve_hint(hint: &KeyHint, keys: &[ApiKeyObject]) -> Resolution {
         many => Resolution::Unresolved { why: format!("{} Admin API keys match the hint", many.len()) },
     }
 }
+
+#[cfg(test)]
+mod check_key_tests {
+    use super::*;
+
+    fn key(id: &str, hint: &str, status: &str) -> ApiKeyObject {
+        serde_json::from_value(serde_json::json!({"id": id, "status": status, "partial_key_hint": hint})).unwrap()
+    }
+
+    #[test]
+    fn test_key_reports_found_active_inactive_or_missing() {
+        let hint = KeyHint::parse("sk-ant-api03-TES...0001").unwrap();
+        let active = check_key(&hint, &[key("apikey_1", "sk-ant-api03-TES...0001", "active")]);
+        assert!(active.ok, "{active:?}");
+        assert!(active.message.contains("apikey_1"));
+        let inactive = check_key(&hint, &[key("apikey_1", "sk-ant-api03-TES...0001", "inactive")]);
+        assert!(!inactive.ok);
+        assert_eq!(inactive.status.as_deref(), Some("inactive"));
+        let missing = check_key(&hint, &[key("apikey_2", "sk-ant-api03-TES...0002", "active")]);
+        assert!(!missing.ok);
+        assert!(matches!(missing.resolution, Resolution::Unresolved { .. }));
+    }
+}

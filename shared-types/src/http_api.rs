@@ -418,6 +418,57 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn at(secs: i64) -> Timestamp {
+        // 2027-01-15T00:00:00Z: mid-month, at the start of a UTC day.
+        chrono::DateTime::from_timestamp(1_799_971_200 + secs, 0).unwrap()
+    }
+
+    fn pool_with_two_nodes() -> (crate::KeyPool, crate::cost::HourlyCosts) {
+        use rand::SeedableRng;
+        let mut pool = crate::KeyPool::new();
+        let secret = ApiKeySecret::parse(SECRET).unwrap();
+        let key = pool
+            .add_key(NewKey { secret, name: "k".into(), lifetime_secs: 90 * 86400, budget: MicroUsd::from_usd(10), node_cap: None }, at(-20 * 86400))
+            .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        pool.issue_to("alice.os", at(-10 * 86400), &mut rng).unwrap();
+        pool.issue_to("bob.os", at(-3600), &mut rng).unwrap();
+        let mut hourly = crate::cost::HourlyCosts::default();
+        // 1 USD ten days ago (alice alone), 3 µUSD in each of the last two hours (both nodes).
+        hourly.set(key, at(-10 * 86400).timestamp(), MicroUsd::from_usd(1));
+        hourly.set(key, at(-3600).timestamp(), MicroUsd(3));
+        hourly.set(key, at(0).timestamp(), MicroUsd(3));
+        pool.set_spent(key, hourly.spent(key));
+        (pool, hourly)
+    }
+
+    #[test]
+    fn overview_splits_today_month_and_per_node() {
+        let (pool, hourly) = pool_with_two_nodes();
+        let o = overview(&pool, &hourly, at(1800));
+        assert_eq!(o.spent_today_micro_usd, 3);
+        assert_eq!(o.spent_this_month_micro_usd, 1_000_006);
+        assert_eq!(o.spent_total_micro_usd, 1_000_006);
+        assert_eq!(o.nodes_onboarded, 2);
+        assert_eq!(o.cost_per_node_micro_usd, Some(500_003));
+        assert_eq!(o.burn_rate_micro_usd_per_hour, 0); // 6 µUSD ÷ 24, truncated
+        assert_eq!(o.keys.len(), 1);
+        assert_eq!(o.keys[0].budget_runs_out_in_secs, None);
+    }
+
+    #[test]
+    fn node_views_attribute_cost_exactly() {
+        let (pool, hourly) = pool_with_two_nodes();
+        let key = pool.keys().next().unwrap().id;
+        let rows = vec![("alice.os".to_string(), key, at(-10 * 86400)), ("bob.os".to_string(), key, at(-3600))];
+        let views = node_views(&pool, &hourly, rows);
+        // Alice alone for the 1 USD hour; the two 3 µUSD hours split 2 + 1 (alice first by name).
+        assert_eq!(views[0].cost_micro_usd, 1_000_000 + 2 + 2);
+        assert_eq!(views[1].cost_micro_usd, 1 + 1);
+        assert_eq!(views.iter().map(|v| v.cost_micro_usd).sum::<i64>(), 1_000_006);
+        assert!(views.iter().all(|v| !v.masked_key.contains(SECRET)));
+    }
+
     const SECRET: &str = "sk-ant-api03-TESTabcdefghijklmnopqrstuvwxyz0123456789-_AAAA";
 
     #[test]

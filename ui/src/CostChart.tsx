@@ -129,8 +129,10 @@ export function CostChart({ keyId, now, label }: Props) {
       ctx.font = `${11 * ratio}px system-ui, sans-serif`;
       ctx.textBaseline = 'top';
       const labels = clusters.map((cl) => clusterLabel(names, cl));
-      const widths = labels.map((l) => ctx.measureText(l).width / ratio + 8);
-      const rows = placeLabels(clusters.map((cl) => cl.px), widths, LABEL_ROWS);
+      const widths = labels.map((l) => ctx.measureText(l).width / ratio + 6);
+      // A label starts right of its line, or ends at its line when it would pass the right edge.
+      const starts = clusters.map((cl, i) => (cl.px + 3 + widths[i] <= plotWidth ? cl.px + 3 : Math.max(0, cl.px - 3 - widths[i])));
+      const rows = placeLabels(starts, widths, LABEL_ROWS);
       const shown: { label: string; px: number; t: number }[] = [];
       clusters.forEach((cl, i) => {
         const x = left + cl.px * ratio;
@@ -141,7 +143,7 @@ export function CostChart({ keyId, now, label }: Props) {
         ctx.fill();
         if (rows[i] < 0) return;
         const y = top + (4 + rows[i] * 15) * ratio;
-        ctx.fillText(labels[i], x + 3 * ratio, y);
+        ctx.fillText(labels[i], left + starts[i] * ratio, y);
         shown.push({ label: labels[i], px: cl.px, t: t[cl.start] });
       });
       ctx.restore();
@@ -235,9 +237,9 @@ export function CostChart({ keyId, now, label }: Props) {
           stroke: () => colors().text,
           grid: { stroke: () => colors().grid, width: 1 },
           ticks: { stroke: () => colors().grid },
-          values: (u, splits) => {
+          values: (u, splits, _axis, _space, step) => {
             const span = (u.scales.x.max ?? 0) - (u.scales.x.min ?? 0);
-            return splits.map((s) => formatAxisTime(s, span));
+            return splits.map((s) => formatAxisTime(s, step, span));
           },
           space: 70,
         },
@@ -380,7 +382,7 @@ export function CostChart({ keyId, now, label }: Props) {
         <div className="chart-nav">
           <button type="button" onClick={() => panBy(-0.5)} aria-label="Pan back in time" title="Pan back (←)">◀</button>
           <button type="button" onClick={() => panBy(0.5)} aria-label="Pan forward in time" title="Pan forward (→)">▶</button>
-          <button type="button" onClick={() => zoomBy(0.5)} aria-label="Zoom in" title="Zoom in (+)">＋</button>
+          <button type="button" onClick={() => zoomBy(0.5)} aria-label="Zoom in" title="Zoom in (+)">+</button>
           <button type="button" onClick={() => zoomBy(2)} aria-label="Zoom out" title="Zoom out (−)">−</button>
           <button type="button" onClick={() => setRange({ from: null, to: null })} title="Whole history (0 or double click)">Reset</button>
         </div>

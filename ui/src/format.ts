@@ -94,12 +94,13 @@ export function formatTime(unixSecs: number, withSeconds = false): string {
   return `${base}${withSeconds ? ':' + pad(d.getUTCSeconds()) : ''} UTC`;
 }
 
-/** Short axis label for a time, given the visible span in seconds. */
-export function formatAxisTime(unixSecs: number, spanSecs: number): string {
+/** Axis label for a time tick, given the spacing of ticks and the visible span (seconds). */
+export function formatAxisTime(unixSecs: number, tickStepSecs: number, spanSecs: number): string {
   const d = new Date(unixSecs * 1000);
   const date = `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
-  if (spanSecs > 3 * 86400) return date;
-  return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}${spanSecs > 86400 ? ' ' + date.slice(5) : ''}`;
+  const time = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+  if (tickStepSecs >= 86400) return date;
+  return spanSecs > 86400 ? `${date.slice(5)} ${time}` : time;
 }
 
 const FULL_KEY = /sk-ant-[a-z]+\d*-[A-Za-z0-9_-]{8,}/;

@@ -93,7 +93,7 @@ export function Stat({ label, value, hint, testId }: { label: string; value: Rea
         {label}
         {hint && (
           <span className="hint-mark" aria-label={hint}>
-            ⓘ
+            i
           </span>
         )}
       </div>

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   displayKey,
+  formatAxisTime,
   formatBasisPoints,
   formatDuration,
   formatRelative,
@@ -80,6 +81,13 @@ describe('time', () => {
     expect(formatRelative(1000 + 7200, 1000)).toBe('in 2 h');
     expect(formatRelative(1000 - 90, 1000)).toBe('1 min 30 s ago');
     expect(formatRelative(1000, 1000)).toBe('now');
+  });
+
+  it('labels axis ticks by their spacing', () => {
+    const t = 1_764_000_000; // 2025-11-24 16:00 UTC
+    expect(formatAxisTime(t - 16 * 3600, 86400, 30 * 86400)).toBe('2025-11-24');
+    expect(formatAxisTime(t, 12 * 3600, 7 * 86400)).toBe('11-24 16:00');
+    expect(formatAxisTime(t, 3600, 12 * 3600)).toBe('16:00');
   });
 
   it('formats absolute times in UTC', () => {

@@ -28,7 +28,8 @@ fn suites() -> Vec<Suite> {
         Suite { name: "shared-types (unit, property, fixture)", command: || cargo_test(&["shared-types"]) },
         Suite { name: "xtask", command: || cargo_test(&["xtask"]) },
         Suite { name: "devnode and fake-admin-api (unit)", command: || cargo_test(&["devnode", "fake-admin-api"]) },
-        Suite { name: "end to end (devnode + fake-admin-api + package)", command: || cargo_test(&["e2e"]) },
+        Suite { name: "dashboard (Vitest unit)", command: crate::ui::unit_tests },
+        Suite { name: "end to end (devnode + fake-admin-api + package + Chromium)", command: || cargo_test(&["e2e"]) },
     ]
 }
 
@@ -68,8 +69,29 @@ pub fn build_tools() -> Result<()> {
     crate::paths::run(paths::cargo().args(["build", "--profile", "tools", "-p", "devnode", "-p", "fake-admin-api"]), "building devnode and fake-admin-api")
 }
 
+/// Debian's Chromium for the browser tests: installed with apt-get when it is missing.
+pub fn ensure_chromium() -> Result<()> {
+    if std::path::Path::new(CHROMIUM).exists() {
+        return Ok(());
+    }
+    println!("xtask: installing Debian's chromium for the browser tests (apt-get)");
+    let apt = |args: &[&str], what: &str| {
+        crate::paths::run(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"), what)
+    };
+    apt(&["update", "-qq"], "apt-get update (needs root)")?;
+    apt(&["install", "-y", "-qq", "chromium"], "apt-get install chromium (needs root)")?;
+    if std::path::Path::new(CHROMIUM).exists() {
+        Ok(())
+    } else {
+        Err(format!("chromium was installed but {CHROMIUM} is missing").into())
+    }
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
 pub fn run_all() -> Result<()> {
     let started = Instant::now();
+    ensure_chromium()?;
     crate::package::build()?;
     build_tools()?;
     let mut results = vec![];

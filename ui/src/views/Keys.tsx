@@ -61,7 +61,6 @@ function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
           placeholder="sk-ant-api03-…"
           spellCheck={false}
           autoComplete="off"
-          required
           aria-describedby="secret-help"
         />
         <span id="secret-help" className="help">
@@ -70,7 +69,7 @@ function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
       </label>
       <label>
         Name
-        <input name="name" value={name} onChange={(e) => setName(e.target.value)} placeholder="trial 1" required />
+        <input name="name" value={name} onChange={(e) => setName(e.target.value)} placeholder="trial 1" />
       </label>
       <label>
         Lifetime (days)
@@ -145,7 +144,7 @@ export function KeysView() {
             <Empty>No keys yet. Add an API key above; nodes that ask this node for a key get one of the active keys.</Empty>
           ) : (
             <div className="table-wrap card">
-              <table data-testid="keys-table">
+              <table data-testid="keys-table" className="nowrap-cells">
                 <caption className="sr-only">API keys</caption>
                 <thead>
                   <tr>
@@ -189,7 +188,7 @@ export function KeysView() {
                             </span>
                           </div>
                         </td>
-                        <td>{k.status === 'active' && expires != null && now != null ? formatRelative(expires, now) : <span className="muted">—</span>}</td>
+                        <td className="when">{k.status === 'active' && expires != null && now != null ? formatRelative(expires, now) : <span className="muted">—</span>}</td>
                         <td>
                           {k.api_key_id ? (
                             <code>{k.api_key_id}</code>

@@ -17,7 +17,7 @@ export function NodesTable({ nodes, showKey = true }: { nodes: NodeView[]; showK
             {showKey && <th scope="col">Key</th>}
             <th scope="col">Issued</th>
             <th scope="col" className="num" title={ATTRIBUTION_HINT}>
-              Attributed cost <span className="hint-mark" aria-label={ATTRIBUTION_HINT}>ⓘ</span>
+              Attributed cost <span className="hint-mark" aria-label={ATTRIBUTION_HINT}>i</span>
             </th>
           </tr>
         </thead>
