@@ -325,7 +325,7 @@ pub struct CostSeries {
 }
 
 /// Most join events one cost-series answer carries.
-pub const MAX_JOINS: usize = 5_000;
+pub const MAX_JOINS: usize = 10_000;
 
 /// A node was issued a key at `t`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,8 @@ commands:
           flags: --port N (8080), --password PW, --data-dir DIR, --fresh
   build   build the package: target/wit, wasm components, UI, target/pkg/<package>.zip
   test    build the package, then run every test suite of the project
-  bench   build the package, then print issuance and cost-series figures (docs/benchmarks.md)";
+  bench   build the package, then print issuance, cost-series and dashboard figures
+          (docs/benchmarks.md); `bench p2p` or `bench dashboard` runs one part";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
         Some("build") => package::build().map(|_| ()),
         Some("test") => test::run_all(),
         Some("run") => run::run(&args[1..]),
-        Some("bench") => test::bench(),
+        Some("bench") => test::bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -107,7 +107,7 @@ pub fn run_all() -> Result<()> {
     }
     println!("\nxtask: test summary");
     for (name, ok, secs) in &results {
-        println!("  {:<50} {:<6} {secs:>5} s", name, if *ok { "passed" } else { "FAILED" });
+        println!("  {:<60} {:<6} {secs:>5} s", name, if *ok { "passed" } else { "FAILED" });
     }
     println!("  total {} s", started.elapsed().as_secs());
     if results.iter().all(|(_, ok, _)| *ok) {
@@ -117,9 +117,11 @@ pub fn run_all() -> Result<()> {
     }
 }
 
-/// Builds everything, then runs the benchmark binary (figures, not pass/fail).
-pub fn bench() -> Result<()> {
+/// Builds everything, then runs the benchmark binary (figures, not pass/fail); `which` is `p2p`,
+/// `dashboard` or empty for both.
+pub fn bench(which: &[String]) -> Result<()> {
+    ensure_chromium()?;
     crate::package::build()?;
     build_tools()?;
-    crate::paths::run(paths::cargo().args(["run", "--profile", "tools", "-p", "e2e", "--bin", "bench"]), "benchmark")
+    crate::paths::run(paths::cargo().args(["run", "--profile", "tools", "-p", "e2e", "--bin", "bench", "--"]).args(which), "benchmark")
 }

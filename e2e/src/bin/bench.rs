@@ -1,6 +1,8 @@
-//! `cargo xtask bench`: p2p issuance throughput and latency through devnode, empty and with a
-//! million issued nodes and a year of hourly samples for 100 keys preloaded, and the cost-series
-//! endpoint over that year. Prints figures; goals are printed, never enforced.
+//! `cargo xtask bench [p2p|dashboard]`: p2p issuance throughput and latency through devnode, empty
+//! and with a million issued nodes and a year of hourly samples for 100 keys preloaded, and the
+//! cost-series endpoint over that year; then the dashboard's first render and zoom redraw in
+//! headless Chromium with a year of hourly cost for 100 keys and 10,000 node markers. Prints
+//! figures; goals are printed, never enforced.
 
 use std::time::{Duration, Instant};
 
@@ -51,15 +53,17 @@ fn issue_all(env: &Env, nodes: &[String]) -> Run {
     Run { per_second: nodes.len() as f64 / elapsed.as_secs_f64(), p50_ms: percentile(&latencies, 0.5), p99_ms: percentile(&latencies, 0.99) }
 }
 
-fn preload(env: &Env) {
+/// Writes `nodes` issuances spread over the year and a year of hourly samples for every key
+/// straight into the stopped issuer's database.
+fn preload(env: &Env, nodes: usize) {
     let mut db = rusqlite::Connection::open(env.issuer_db()).expect("issuer database");
     let now = chrono::Utc::now().timestamp();
     let start = now - now.rem_euclid(3600) - HOURS * 3600;
     let tx = db.transaction().unwrap();
     {
         let mut insert = tx.prepare("INSERT INTO issuances (node, key_id, issued_at) VALUES (?1, ?2, ?3)").unwrap();
-        for i in 0..PRELOADED_NODES {
-            let at = start + (i as i64 * HOURS * 3600) / PRELOADED_NODES as i64;
+        for i in 0..nodes {
+            let at = start + (i as i64 * HOURS * 3600) / nodes as i64;
             insert.execute(rusqlite::params![format!("pre{i}.os"), (i as u32 % KEYS + 1) as i64, at]).unwrap();
         }
         let mut insert = tx
@@ -86,20 +90,54 @@ fn time_ms(mut f: impl FnMut()) -> f64 {
     runs[runs.len() / 2].as_secs_f64() * 1000.0
 }
 
-fn main() {
-    let empty_nodes: Vec<String> = (0..FRESH_NODES).map(|i| format!("fresh{i}.os")).collect();
-    let loaded_nodes: Vec<String> = (0..FRESH_NODES).map(|i| format!("late{i}.os")).collect();
-    let mut env = Env::start("bench", "small.json", &[empty_nodes.clone(), loaded_nodes.clone()].concat());
+fn add_keys(env: &Env) {
     for n in 1..=KEYS {
         let r = env.api(json!({"AddKey": {"secret": secret(n), "name": format!("bench {n}"), "lifetime_days": 3650, "budget_usd": "1000000", "node_cap": null}}));
         assert!(r.get("Ok").is_some(), "{r}");
     }
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_default();
+    if which != "dashboard" {
+        p2p_and_cost_series();
+    }
+    if which != "p2p" {
+        dashboard();
+    }
+}
+
+const DASHBOARD_NODES: usize = 10_000;
+
+/// The dashboard in headless Chromium (ui/browser-tests/bench.mjs) with a year of data loaded.
+fn dashboard() {
+    let mut env = Env::start("bench-dashboard", "small.json", &[]);
+    add_keys(&env);
+    println!("bench: preloading {DASHBOARD_NODES} issued nodes and {HOURS} hourly samples for {KEYS} keys");
+    env.stop_devnode();
+    preload(&env, DASHBOARD_NODES);
+    env.start_devnode_again();
+    let status = std::process::Command::new("node")
+        .arg(root().join("ui/browser-tests/bench.mjs"))
+        .current_dir(root().join("ui"))
+        .env("DASHBOARD_URL", format!("{}/", env.http))
+        .env("NODE_PASSWORD", PASSWORD)
+        .status()
+        .expect("running node");
+    assert!(status.success(), "the dashboard benchmark failed");
+}
+
+fn p2p_and_cost_series() {
+    let empty_nodes: Vec<String> = (0..FRESH_NODES).map(|i| format!("fresh{i}.os")).collect();
+    let loaded_nodes: Vec<String> = (0..FRESH_NODES).map(|i| format!("late{i}.os")).collect();
+    let mut env = Env::start("bench", "small.json", &[empty_nodes.clone(), loaded_nodes.clone()].concat());
+    add_keys(&env);
     println!("bench: {FRESH_NODES} p2p key requests, empty pool history");
     let empty = issue_all(&env, &empty_nodes);
 
     println!("bench: preloading {PRELOADED_NODES} issued nodes and {HOURS} hourly samples for {KEYS} keys");
     env.stop_devnode();
-    preload(&env);
+    preload(&env, PRELOADED_NODES);
     let t = Instant::now();
     env.start_devnode_again();
     // Issuance waits for the restore (node maps and hourly costs): the first answer marks its end.
