@@ -124,11 +124,14 @@ try {
   await page.getByTestId('nodes-onboarded').getByText('1').waitFor();
   const marker = page.getByTestId('chart-markers').locator('li', { hasText: NODE });
   await marker.waitFor({ state: 'attached' });
-  const px = Number(await marker.getAttribute('data-px'));
   const over = await page.locator('[data-testid=cost-chart] .u-over').boundingBox();
+  // A marker can sit on the plot's edge; the hover tolerance (a few pixels) reaches it from inside.
+  const px = Math.min(Math.max(Number(await marker.getAttribute('data-px')), 2), over.width - 3);
   await page.mouse.move(over.x + px, over.y + over.height / 2);
   await page.getByTestId('chart-tooltip').getByText(NODE).waitFor();
   await shot('overview');
+  await page.mouse.click(over.x + px, over.y + over.height / 2);
+  await page.getByTestId('pinned-nodes').getByText(NODE).waitFor();
   log('marker shown and named in the tooltip');
 
   step = 'advance the virtual clock: cost grows';
@@ -188,11 +191,20 @@ try {
   await page.getByRole('dialog').getByRole('button', { name: 'Retire key' }).click();
   await page.getByTestId('keys-table').locator('tbody tr', { hasText: 'trial 1' }).locator('.badge-retired').waitFor();
   await shot('keys-retired');
+  step = 'remove a key (after confirming)';
+  const retired = page.getByTestId('keys-table').locator('tbody tr', { hasText: 'trial 1' });
+  await retired.getByRole('button', { name: 'Remove' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+  check((await retired.locator('.badge-retired').count()) === 1, 'cancel removed the key');
+  await retired.getByRole('button', { name: 'Remove' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Remove key' }).click();
+  await retired.locator('.badge-removed').waitFor();
 
   step = 'audit log';
   await go('audit');
   const audit = page.getByTestId('audit-table');
   await audit.getByText('retire key').first().waitFor();
+  await audit.getByText('remove key').first().waitFor();
   await audit.getByText(NODE).first().waitFor();
   await noSecretOnPage();
   await shot('audit');

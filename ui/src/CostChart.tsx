@@ -62,7 +62,10 @@ function toPlotData(series: CostSeries, range: Range, now: number): [number[], n
   const v = series.v.map((micro) => micro / 1e6);
   const end = Math.min(range.to ?? now, now);
   if (t.length === 0) {
-    const start = range.from ?? series.joins[0]?.t ?? end - 86400;
+    // No cost yet: show the range, or from an hour before the first join (so its marker is not
+    // on the plot's edge), or the last day.
+    const firstJoin = series.joins[0]?.t;
+    const start = range.from ?? (firstJoin != null ? Math.min(firstJoin, end) - 3600 : end - 86400);
     return [[start, Math.max(end, start + 1)], [0, 0]];
   }
   if (end > t[t.length - 1]) {
@@ -92,6 +95,8 @@ export function CostChart({ keyId, now, label }: Props) {
   const [loading, setLoading] = useState(true);
   const [width, setWidth] = useState(0);
   const [visibleLabels, setVisibleLabels] = useState<{ label: string; px: number; t: number }[]>([]);
+  // The nodes of a clicked marker cluster, listed in full below the plot.
+  const [pinned, setPinned] = useState<{ t: number[]; names: string[] } | null>(null);
 
   // The plot itself: created once, fed data below.
   useEffect(() => {
@@ -155,6 +160,7 @@ export function CostChart({ keyId, now, label }: Props) {
         shown.push({ label: labels[i], px: cl.px, t: t[cl.start] });
       });
       ctx.restore();
+      programmaticRef.current = false;
       const drawMs = performance.now() - drawStartedAt;
       if (performance.getEntriesByName('cost-chart-draw').length > 1000) performance.clearMarks('cost-chart-draw');
       performance.mark('cost-chart-draw', { detail: { drawMs } });
@@ -196,7 +202,7 @@ export function CostChart({ keyId, now, label }: Props) {
         line(count === 1 ? '1 node joined' : `${count} nodes joined`, 'tip-head');
         const shown = Math.min(count, 12);
         for (let i = cluster.start; i < cluster.start + shown; i++) line(`${names[i]} · ${formatTime(t[i])}`, 'tip-node');
-        if (count > shown) line(`and ${count - shown} more`, 'tip-more');
+        if (count > shown) line(`and ${count - shown} more: click to list them all`, 'tip-more');
       }
       tip.hidden = false;
       const box = u.over.getBoundingClientRect();
@@ -205,12 +211,22 @@ export function CostChart({ keyId, now, label }: Props) {
       tip.style.transform = `translate(${Math.round(x + u.over.offsetLeft)}px, ${Math.round(u.over.offsetTop + 8)}px)`;
     };
 
+    let lastX = { min: NaN, max: NaN };
     const onScaleChange = (u: uPlot, key: string) => {
-      if (key !== 'x' || programmaticRef.current) return;
+      if (key !== 'x') return;
       const { min, max } = u.scales.x;
       if (min == null || max == null) return;
+      // A resize re-applies the same scale: only a new range is the operator's zoom or pan.
+      const same = Math.abs(min - lastX.min) < 1 && Math.abs(max - lastX.max) < 1;
+      lastX = { min, max };
+      if (same || programmaticRef.current) return;
       window.clearTimeout(rangeTimer.current);
-      rangeTimer.current = window.setTimeout(() => setRange({ from: Math.floor(min), to: Math.ceil(max) }), 250);
+      const next = { from: Math.floor(min), to: Math.ceil(max) };
+      // Same range as shown (e.g. a click without a drag): nothing to fetch.
+      rangeTimer.current = window.setTimeout(
+        () => setRange((r) => (r.from != null && Math.abs(r.from - next.from) < 2 && Math.abs((r.to ?? 0) - next.to) < 2 ? r : next)),
+        250,
+      );
     };
 
     const wheelZoom = (u: uPlot) => {
@@ -238,7 +254,7 @@ export function CostChart({ keyId, now, label }: Props) {
       pxAlign: 0,
       legend: { show: false },
       cursor: {
-        drag: { x: true, y: false, setScale: true },
+        drag: { x: true, y: false, setScale: true, dist: 5 },
         bind: {
           // Double click resets to the whole history (handled by the component).
           dblclick: () => () => null,
@@ -287,6 +303,20 @@ export function CostChart({ keyId, now, label }: Props) {
     const plot = new uPlot(opts, [[], []], host);
     plotRef.current = plot;
     const onDblClick = () => setRange({ from: null, to: null });
+    let downAt = -1;
+    const onDown = (e: PointerEvent) => {
+      downAt = e.clientX;
+    };
+    const onClick = (e: MouseEvent) => {
+      if (Math.abs(e.clientX - downAt) > 3) return; // the end of a drag-zoom, not a click
+      const left = e.clientX - plot.over.getBoundingClientRect().left;
+      const cluster = clusterAt(clustersRef.current, left, HOVER_TOLERANCE_PX);
+      if (!cluster) return;
+      const { t, names } = joinsRef.current;
+      setPinned({ t: t.slice(cluster.start, cluster.end), names: names.slice(cluster.start, cluster.end) });
+    };
+    plot.over.addEventListener('pointerdown', onDown);
+    plot.over.addEventListener('click', onClick);
     plot.over.addEventListener('dblclick', onDblClick);
     const onLeave = () => {
       if (tipRef.current) tipRef.current.hidden = true;
@@ -329,11 +359,12 @@ export function CostChart({ keyId, now, label }: Props) {
         const plot = plotRef.current;
         if (!plot) return;
         const data = toPlotData(s, range, now);
+        // uPlot applies scales in its next commit (a microtask): the flag stays up until the draw
+        // that follows, so the scale change this causes is not taken for the operator's zoom.
         programmaticRef.current = true;
         hasDataRef.current = true;
         plot.setData(data, range.from == null);
         if (range.from != null && range.to != null) plot.setScale('x', { min: range.from, max: range.to });
-        programmaticRef.current = false;
       })
       .catch((e) => !cancelled && setError(e))
       .finally(() => !cancelled && setLoading(false));
@@ -411,7 +442,8 @@ export function CostChart({ keyId, now, label }: Props) {
         className="chart-area"
         tabIndex={0}
         onKeyDown={onKey}
-        role="img"
+        role="group"
+        aria-roledescription="chart"
         aria-label={`${label}: cumulative cost over time${series ? `, ${formatUsdAdaptive(series.total_micro_usd)} in all` : ''}. Arrow keys pan, plus and minus zoom, 0 resets.`}
         data-testid="cost-chart"
       >
@@ -420,6 +452,26 @@ export function CostChart({ keyId, now, label }: Props) {
         {empty && !loading && <div className="chart-empty">No cost recorded and no node joined yet.</div>}
       </div>
       {error != null && <ErrorNote error={error} />}
+      {pinned && (
+        <section className="pinned" aria-label="Nodes of the selected marker" data-testid="pinned-nodes">
+          <div className="pinned-head">
+            <strong>
+              {pinned.names.length === 1 ? '1 node joined' : `${pinned.names.length} nodes joined`} {formatTime(pinned.t[0])}
+              {pinned.names.length > 1 && ` – ${formatTime(pinned.t[pinned.t.length - 1])}`}
+            </strong>
+            <button type="button" className="link" onClick={() => setPinned(null)}>
+              Close
+            </button>
+          </div>
+          <ol>
+            {pinned.names.map((name, i) => (
+              <li key={`${name}-${pinned.t[i]}`}>
+                {name} <span className="muted">{formatTime(pinned.t[i])}</span>
+              </li>
+            ))}
+          </ol>
+        </section>
+      )}
       <ul className="sr-only" aria-label="Node-join labels on the plot" data-testid="chart-markers">
         {visibleLabels.slice(0, 300).map((l) => (
           <li key={`${l.t}-${l.label}`} data-px={Math.round(l.px)}>

@@ -2,6 +2,7 @@
 
 import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { api, ApiError, LoggedOutError } from './api';
+import { formatUsd, formatUsdAdaptive } from './format';
 
 export interface Loaded<T> {
   data: T | null;
@@ -192,4 +193,34 @@ export function useNodeNow(): number | null {
     };
   }, []);
   return skew == null ? null : Math.floor(Date.now() / 1000) + skew;
+}
+
+/** Spend against budget: a bar and the two amounts. */
+export function SpendCell({ spent, budget }: { spent: number; budget: number }) {
+  return (
+    <div className="spend-cell">
+      <SpendBar spent={spent} budget={budget} />
+      <span>
+        {formatUsdAdaptive(spent)} / {formatUsd(budget)}
+      </span>
+    </div>
+  );
+}
+
+/** What a form's submit did: its error, or "Saved." */
+export function FormResult({ error, saved, savedText = 'Saved.' }: { error: string | null; saved: boolean; savedText?: string }) {
+  return (
+    <>
+      {error && (
+        <span className="field-error" role="alert">
+          {error}
+        </span>
+      )}
+      {saved && (
+        <span className="ok-text" role="status">
+          {savedText}
+        </span>
+      )}
+    </>
+  );
 }

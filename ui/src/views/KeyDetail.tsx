@@ -1,7 +1,7 @@
 import { api, type KeyDetail } from '../api';
 import { CostChart } from '../CostChart';
 import { displayKey, formatBasisPoints, formatDuration, formatInt, formatTime, formatUsd, formatUsdAdaptive, unixOf } from '../format';
-import { Empty, LoadState, SpendBar, Stat, StatusBadge, useLoad, useNodeNow } from '../ui';
+import { Empty, LoadState, SpendCell, Stat, StatusBadge, useLoad, useNodeNow } from '../ui';
 import { HINTS } from './Overview';
 import { NodesTable } from './Nodes';
 
@@ -13,12 +13,7 @@ function Figures({ d }: { d: KeyDetail }) {
       <Stat
         label="Spent / budget"
         value={
-          <div className="spend-cell">
-            <SpendBar spent={k.spent_micro_usd} budget={k.budget_micro_usd} />
-            <span>
-              {formatUsdAdaptive(k.spent_micro_usd)} / {formatUsd(k.budget_micro_usd)}
-            </span>
-          </div>
+          <SpendCell spent={k.spent_micro_usd} budget={k.budget_micro_usd} />
         }
       />
       <Stat label="Burn rate" value={`${formatUsdAdaptive(d.burn_rate_micro_usd_per_hour)} / h`} hint={HINTS.burn} />

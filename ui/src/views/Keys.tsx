@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { api, type CheckResult, type KeyView } from '../api';
-import { displayKey, formatRelative, formatUsd, formatUsdAdaptive, maskKey, parseUsdInput, unixOf } from '../format';
-import { Confirm, Empty, ErrorNote, errorText, LoadState, SpendBar, StatusBadge, useLoad, useNodeNow } from '../ui';
+import { displayKey, formatRelative, maskKey, parseUsdInput, unixOf } from '../format';
+import { Confirm, Empty, ErrorNote, errorText, LoadState, SpendCell, StatusBadge, useLoad, useNodeNow } from '../ui';
 
 function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
   const [secret, setSecret] = useState('');
@@ -181,12 +181,7 @@ export function KeysView() {
                           {k.nodes} / {k.node_cap ?? '∞'}
                         </td>
                         <td>
-                          <div className="spend-cell">
-                            <SpendBar spent={k.spent_micro_usd} budget={k.budget_micro_usd} />
-                            <span>
-                              {formatUsdAdaptive(k.spent_micro_usd)} / {formatUsd(k.budget_micro_usd)}
-                            </span>
-                          </div>
+                          <SpendCell spent={k.spent_micro_usd} budget={k.budget_micro_usd} />
                         </td>
                         <td className="when">{k.status === 'active' && expires != null && now != null ? formatRelative(expires, now) : <span className="muted">—</span>}</td>
                         <td>

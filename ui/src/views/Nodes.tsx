@@ -44,6 +44,8 @@ export function NodesView() {
   const [search, setSearch] = useState('');
   const [query, setQuery] = useState('');
   const [offset, setOffset] = useState(0);
+  const [keyFilter, setKeyFilter] = useState<number | null>(null);
+  const keys = useLoad(api.listKeys, []);
   useEffect(() => {
     const timer = window.setTimeout(() => {
       setQuery(search.trim());
@@ -51,7 +53,7 @@ export function NodesView() {
     }, 250);
     return () => window.clearTimeout(timer);
   }, [search]);
-  const state = useLoad(() => api.listNodes({ search: query, offset, limit: PAGE }), [query, offset]);
+  const state = useLoad(() => api.listNodes({ search: query, key: keyFilter, offset, limit: PAGE }), [query, keyFilter, offset]);
   return (
     <>
       <div className="page-head">
@@ -61,14 +63,33 @@ export function NodesView() {
         </button>
       </div>
       <div className="card">
-        <label className="search">
-          Search nodes
-          <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="node name, e.g. alice" />
-        </label>
+        <div className="filters">
+          <label className="search">
+            Search nodes
+            <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="node name, e.g. alice" />
+          </label>
+          <label>
+            Key
+            <select
+              value={keyFilter ?? ''}
+              onChange={(e) => {
+                setKeyFilter(e.target.value ? Number(e.target.value) : null);
+                setOffset(0);
+              }}
+            >
+              <option value="">All keys</option>
+              {(keys.data ?? []).map((k) => (
+                <option key={k.id} value={k.id}>
+                  {k.name || `key ${k.id}`} ({k.status})
+                </option>
+              ))}
+            </select>
+          </label>
+        </div>
         <LoadState state={state} what="nodes">
           {(page) =>
             page.nodes.length === 0 ? (
-              <Empty>{query ? `No node matches “${query}”.` : 'No node has been issued a key yet.'}</Empty>
+              <Empty>{query || keyFilter != null ? 'No node matches the search.' : 'No node has been issued a key yet.'}</Empty>
             ) : (
               <>
                 <p className="muted small" aria-live="polite">

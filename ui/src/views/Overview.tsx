@@ -1,7 +1,7 @@
 import { api, type Overview } from '../api';
 import { CostChart } from '../CostChart';
-import { formatDuration, formatInt, formatUsd, formatUsdAdaptive, unixOf } from '../format';
-import { Empty, LoadState, SpendBar, Stat, useLoad } from '../ui';
+import { formatDuration, formatInt, formatUsdAdaptive, unixOf } from '../format';
+import { Empty, LoadState, SpendCell, Stat, useLoad } from '../ui';
 
 export const HINTS = {
   today: 'Estimated cost of today (UTC) so far, from hourly usage priced with the price table.',
@@ -59,12 +59,7 @@ function Runways({ o }: { o: Overview }) {
                 <a href={`#/keys/${k.id}`}>{k.name || `key ${k.id}`}</a>
               </td>
               <td>
-                <div className="spend-cell">
-                  <SpendBar spent={k.spent_micro_usd} budget={k.budget_micro_usd} />
-                  <span>
-                    {formatUsdAdaptive(k.spent_micro_usd)} / {formatUsd(k.budget_micro_usd)}
-                  </span>
-                </div>
+                <SpendCell spent={k.spent_micro_usd} budget={k.budget_micro_usd} />
               </td>
               <td>{formatUsdAdaptive(k.burn_rate_micro_usd_per_hour)} / h</td>
               <td>{k.budget_runs_out_in_secs == null ? <span className="muted">not burning</span> : formatDuration(k.budget_runs_out_in_secs)}</td>

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { api, type CheckResult, type PriceEntry, type Settings } from '../api';
 import { formatDuration, microToUsdString, parseUsdInput, usdStringToMicro } from '../format';
-import { errorText, LoadState, useLoad } from '../ui';
+import { errorText, FormResult, LoadState, useLoad } from '../ui';
 
 function AdminKeyCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => void }) {
   const [value, setValue] = useState('');
@@ -184,16 +184,7 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
         <button className="primary" type="submit">
           Save settings
         </button>
-        {error && (
-          <span className="field-error" role="alert">
-            {error}
-          </span>
-        )}
-        {saved && (
-          <span className="ok-text" role="status">
-            Saved.
-          </span>
-        )}
+        <FormResult error={error} saved={saved} />
       </div>
     </form>
   );
@@ -321,16 +312,7 @@ function PriceCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => vo
         <button className="primary" type="submit">
           Save prices
         </button>
-        {error && (
-          <span className="field-error" role="alert">
-            {error}
-          </span>
-        )}
-        {saved && (
-          <span className="ok-text" role="status">
-            Saved.
-          </span>
-        )}
+        <FormResult error={error} saved={saved} />
       </div>
     </form>
   );
