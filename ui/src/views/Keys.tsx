@@ -194,6 +194,7 @@ export function KeysView() {
                           )}
                         </td>
                         <td className="actions">
+                          <div className="row-actions">
                           <button type="button" onClick={() => testKey(k)} disabled={check === 'busy' || k.status === 'removed'}>
                             {check === 'busy' ? 'Testing…' : 'Test key'}
                           </button>
@@ -216,6 +217,7 @@ export function KeysView() {
                               </div>
                             )
                           )}
+                          </div>
                         </td>
                       </tr>
                     );

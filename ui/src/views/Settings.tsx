@@ -128,16 +128,36 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
     if (!Number.isInteger(rate) || rate < 1) return setError('Requests per minute: a whole number, at least 1.');
     const cap = form.default_node_cap.trim();
     if (cap && (!Number.isInteger(Number(cap)) || Number(cap) < 1)) return setError('Default node cap: a whole number, or empty for no cap.');
+    // Send only what changed, so the audit log names what the operator really changed.
+    const wanted: Record<string, unknown> = {
+      admin_api_base_url: form.admin_api_base_url.trim(),
+      poll_interval_secs: mins * 60,
+      default_lifetime_days: days,
+      default_budget_usd: budget,
+      default_node_cap: cap ? Number(cap) : null,
+      retire_to: form.retire_to,
+      p2p_requests_per_minute: rate,
+    };
+    const current: Record<string, unknown> = {
+      admin_api_base_url: s.admin_api_base_url,
+      poll_interval_secs: s.poll_interval_secs,
+      default_lifetime_days: s.default_lifetime_days,
+      default_budget_usd: microToUsdString(s.default_budget_micro_usd),
+      default_node_cap: s.default_node_cap,
+      retire_to: s.retire_to,
+      p2p_requests_per_minute: s.p2p_requests_per_minute,
+    };
+    const changes = Object.fromEntries(
+      Object.entries(wanted).filter(([k, v]) =>
+        k === 'default_budget_usd' ? usdStringToMicro(v as string) !== s.default_budget_micro_usd : v !== current[k],
+      ),
+    );
+    if (Object.keys(changes).length === 0) {
+      setSaved(true);
+      return;
+    }
     try {
-      const next = await api.updateSettings({
-        admin_api_base_url: form.admin_api_base_url.trim(),
-        poll_interval_secs: mins * 60,
-        default_lifetime_days: days,
-        default_budget_usd: budget,
-        default_node_cap: cap ? Number(cap) : null,
-        retire_to: form.retire_to,
-        p2p_requests_per_minute: rate,
-      });
+      const next = await api.updateSettings(changes);
       onChange(next);
       setSaved(true);
     } catch (err) {
