@@ -545,10 +545,7 @@ impl KeyIssuer {
         if from > to {
             return http_result(Err("`from` is after `to`".to_string()), StatusCode::BAD_REQUEST);
         }
-        let in_range: Vec<_> = cumulative
-            .into_iter()
-            .filter(|p| (from..=to).contains(&p.at.timestamp()))
-            .collect();
+        let in_range = cost::cumulative_in_range(&cumulative, from, to);
         let max_points = query.max_points.unwrap_or(2000).clamp(2, 20_000) as usize;
         let points = cost::downsample_cumulative(&in_range, max_points);
         // Issue order is time order: find the range by binary search, build only the kept events.

@@ -157,6 +157,23 @@ pub fn cumulative(points: &[CostPoint]) -> Vec<CostPoint> {
         .collect()
 }
 
+/// The points of a cumulative series within [from, to], led by a point at `from` carrying the total
+/// reached before it when there is earlier history: a range with no cost of its own then shows the
+/// level cost had reached, not zero.
+pub fn cumulative_in_range(cumulative: &[CostPoint], from: i64, to: i64) -> Vec<CostPoint> {
+    let start = cumulative.partition_point(|p| p.at.timestamp() < from);
+    let end = cumulative.partition_point(|p| p.at.timestamp() <= to);
+    let mut out = Vec::with_capacity(end.saturating_sub(start) + 1);
+    let starts_at_from = cumulative.get(start).is_some_and(|p| p.at.timestamp() == from);
+    if let (Some(before), false) = (start.checked_sub(1).and_then(|i| cumulative.get(i)), starts_at_from) {
+        if let Some(at) = chrono::DateTime::from_timestamp(from, 0) {
+            out.push(CostPoint { at, amount: before.amount });
+        }
+    }
+    out.extend_from_slice(&cumulative[start..end.max(start)]);
+    out
+}
+
 /// Thins a cumulative (monotone) series to about `max_points`: splits the time span into equal
 /// slots and keeps the last point of each, plus the first point. Values are kept exact.
 pub fn downsample_cumulative(points: &[CostPoint], max_points: usize) -> Vec<CostPoint> {
@@ -264,6 +281,22 @@ mod tests {
 
     fn t(hours: i64) -> Timestamp {
         chrono::DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 3600 + hours * 3600, 0).unwrap()
+    }
+
+    #[test]
+    fn a_range_starts_at_the_level_reached_before_it() {
+        let hourly = vec![CostPoint { at: t(0), amount: MicroUsd(5) }, CostPoint { at: t(1), amount: MicroUsd(7) }];
+        let cumulative = cumulative(&hourly);
+        // A quiet range after all cost: one point at its start, at the total.
+        let quiet = cumulative_in_range(&cumulative, t(5).timestamp(), t(9).timestamp());
+        assert_eq!(quiet, vec![CostPoint { at: t(5), amount: MicroUsd(12) }]);
+        // A range starting between points: the carried level, then the points inside.
+        let mid = cumulative_in_range(&cumulative, t(0).timestamp() + 60, t(9).timestamp());
+        assert_eq!(mid.iter().map(|p| p.amount.0).collect::<Vec<_>>(), vec![5, 12]);
+        // Before any history, or starting exactly on a point: nothing carried.
+        assert!(cumulative_in_range(&cumulative, t(-9).timestamp(), t(-5).timestamp()).is_empty());
+        assert_eq!(cumulative_in_range(&cumulative, t(0).timestamp(), t(0).timestamp()).len(), 1);
+        assert_eq!(cumulative_in_range(&cumulative, i64::MIN, i64::MAX), cumulative);
     }
 
     #[test]

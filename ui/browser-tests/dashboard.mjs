@@ -132,6 +132,17 @@ try {
   await shot('overview');
   await page.mouse.click(over.x + px, over.y + over.height / 2);
   await page.getByTestId('pinned-nodes').getByText(NODE).waitFor();
+  await page.getByTestId('pinned-nodes').getByRole('button', { name: 'Close' }).click();
+  // The same list by keyboard: the marker list below the plot, then a marker's button.
+  await page.getByText('Node joins in view').focus();
+  await page.keyboard.press('Enter');
+  await page.getByTestId('chart-markers').getByRole('button', { name: NODE }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByTestId('pinned-nodes').getByText(NODE).waitFor();
+  // How a figure is computed, by keyboard.
+  await page.getByRole('button', { name: 'How cost per onboarded node is computed' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('note').getByText('Total cost ÷ nodes ever issued').waitFor();
   log('marker shown and named in the tooltip');
 
   step = 'advance the virtual clock: cost grows';

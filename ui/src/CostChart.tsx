@@ -89,12 +89,19 @@ export function CostChart({ keyId, now, label }: Props) {
   const labelsSignature = useRef('');
   const hasDataRef = useRef(false);
   const markedFirstData = useRef(false);
-  const [range, setRange] = useState<Range>({ from: null, to: null });
+  const [range, setRangeState] = useState<Range>({ from: null, to: null });
+  // The preset the range came from (null: a zoom or pan of the operator's).
+  const [preset, setPreset] = useState<string | null>('All');
+  const setRange = useCallback((next: Range | ((r: Range) => Range), presetName: string | null = null) => {
+    window.clearTimeout(rangeTimer.current); // an explicit choice wins over a zoom still settling
+    setRangeState(next);
+    setPreset(presetName);
+  }, []);
   const [series, setSeries] = useState<CostSeries | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [loading, setLoading] = useState(true);
   const [width, setWidth] = useState(0);
-  const [visibleLabels, setVisibleLabels] = useState<{ label: string; px: number; t: number }[]>([]);
+  const [visibleLabels, setVisibleLabels] = useState<{ label: string; px: number; t: number; start: number; end: number }[]>([]);
   // The nodes of a clicked marker cluster, listed in full below the plot.
   const [pinned, setPinned] = useState<{ t: number[]; names: string[] } | null>(null);
 
@@ -146,7 +153,6 @@ export function CostChart({ keyId, now, label }: Props) {
       // A label starts right of its line, or ends at its line when it would pass the right edge.
       const starts = clusters.map((cl, i) => (cl.px + 3 + widths[i] <= plotWidth ? cl.px + 3 : Math.max(0, cl.px - 3 - widths[i])));
       const rows = placeLabels(starts, widths, LABEL_ROWS);
-      const shown: { label: string; px: number; t: number }[] = [];
       clusters.forEach((cl, i) => {
         const x = left + cl.px * ratio;
         const count = cl.end - cl.start;
@@ -157,8 +163,8 @@ export function CostChart({ keyId, now, label }: Props) {
         if (rows[i] < 0) return;
         const y = top + (4 + rows[i] * 15) * ratio;
         ctx.fillText(labels[i], left + starts[i] * ratio, y);
-        shown.push({ label: labels[i], px: cl.px, t: t[cl.start] });
       });
+      const shown = clusters.map((cl, i) => ({ label: labels[i], px: cl.px, t: t[cl.start], start: cl.start, end: cl.end }));
       ctx.restore();
       programmaticRef.current = false;
       const drawMs = performance.now() - drawStartedAt;
@@ -207,7 +213,8 @@ export function CostChart({ keyId, now, label }: Props) {
       tip.hidden = false;
       const box = u.over.getBoundingClientRect();
       const tipWidth = tip.offsetWidth;
-      const x = left + 14 + tipWidth > box.width ? left - tipWidth - 10 : left + 14;
+      const wanted = left + 14 + tipWidth > box.width ? left - tipWidth - 10 : left + 14;
+      const x = Math.max(0, Math.min(wanted, box.width - tipWidth));
       tip.style.transform = `translate(${Math.round(x + u.over.offsetLeft)}px, ${Math.round(u.over.offsetTop + 8)}px)`;
     };
 
@@ -223,10 +230,10 @@ export function CostChart({ keyId, now, label }: Props) {
       window.clearTimeout(rangeTimer.current);
       const next = { from: Math.floor(min), to: Math.ceil(max) };
       // Same range as shown (e.g. a click without a drag): nothing to fetch.
-      rangeTimer.current = window.setTimeout(
-        () => setRange((r) => (r.from != null && Math.abs(r.from - next.from) < 2 && Math.abs((r.to ?? 0) - next.to) < 2 ? r : next)),
-        250,
-      );
+      rangeTimer.current = window.setTimeout(() => {
+        setRangeState((r) => (r.from != null && Math.abs(r.from - next.from) < 2 && Math.abs((r.to ?? 0) - next.to) < 2 ? r : next));
+        setPreset(null);
+      }, 250);
     };
 
     const wheelZoom = (u: uPlot) => {
@@ -260,6 +267,8 @@ export function CostChart({ keyId, now, label }: Props) {
           dblclick: () => () => null,
         },
         points: { size: 7 },
+        // The line steps after each point: under the pointer is the last point at or before it.
+        dataIdx: (u, _series, closest, xValue) => (closest > 0 && u.data[0][closest] > xValue ? closest - 1 : closest),
       },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.08 : 1] } },
       axes: [
@@ -277,7 +286,7 @@ export function CostChart({ keyId, now, label }: Props) {
           stroke: () => colors().text,
           grid: { stroke: () => colors().grid, width: 1 },
           ticks: { stroke: () => colors().grid },
-          values: (_u, splits) => splits.map((s) => formatUsd(Math.round(s * 1e6), s < 10 && s !== 0 ? 2 : 0)),
+          values: (_u, splits) => splits.map((s) => formatUsd(Math.round(s * 1e6), Number.isInteger(s) ? 0 : 2)),
           size: 64,
         },
       ],
@@ -302,7 +311,7 @@ export function CostChart({ keyId, now, label }: Props) {
     };
     const plot = new uPlot(opts, [[], []], host);
     plotRef.current = plot;
-    const onDblClick = () => setRange({ from: null, to: null });
+    const onDblClick = () => setRange({ from: null, to: null }, 'All');
     let downAt = -1;
     const onDown = (e: PointerEvent) => {
       downAt = e.clientX;
@@ -312,8 +321,7 @@ export function CostChart({ keyId, now, label }: Props) {
       const left = e.clientX - plot.over.getBoundingClientRect().left;
       const cluster = clusterAt(clustersRef.current, left, HOVER_TOLERANCE_PX);
       if (!cluster) return;
-      const { t, names } = joinsRef.current;
-      setPinned({ t: t.slice(cluster.start, cluster.end), names: names.slice(cluster.start, cluster.end) });
+      pinRef.current(cluster.start, cluster.end);
     };
     plot.over.addEventListener('pointerdown', onDown);
     plot.over.addEventListener('click', onClick);
@@ -344,13 +352,14 @@ export function CostChart({ keyId, now, label }: Props) {
     };
   }, []);
 
-  // Data for the range at about one point per pixel.
+  // Data for the range at about one point per pixel; resizing refetches only per 200 px step.
+  const widthBucket = Math.ceil(width / 200) * 200;
   useEffect(() => {
-    if (width === 0) return;
+    if (widthBucket === 0) return;
     let cancelled = false;
     setLoading(true);
     api
-      .costSeries({ key: keyId, from: range.from, to: range.to, max_points: Math.min(4000, Math.max(200, Math.round(width))) })
+      .costSeries({ key: keyId, from: range.from, to: range.to, max_points: Math.min(4000, Math.max(200, widthBucket)) })
       .then((s) => {
         if (cancelled) return;
         setSeries(s);
@@ -373,7 +382,14 @@ export function CostChart({ keyId, now, label }: Props) {
     };
     // `now` moves every refresh; refetching for it alone is not needed.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [keyId, range.from, range.to, width]);
+  }, [keyId, range.from, range.to, widthBucket]);
+
+  const pin = (start: number, end: number) => {
+    const { t, names } = joinsRef.current;
+    setPinned({ t: t.slice(start, end), names: names.slice(start, end) });
+  };
+  const pinRef = useRef(pin);
+  pinRef.current = pin;
 
   const zoomBy = useCallback((factor: number) => {
     const u = plotRef.current;
@@ -399,7 +415,7 @@ export function CostChart({ keyId, now, label }: Props) {
       '+': () => zoomBy(0.5),
       '=': () => zoomBy(0.5),
       '-': () => zoomBy(2),
-      '0': () => setRange({ from: null, to: null }),
+      '0': () => setRange({ from: null, to: null }, 'All'),
     };
     const action = actions[e.key];
     if (action) {
@@ -408,7 +424,7 @@ export function CostChart({ keyId, now, label }: Props) {
     }
   };
 
-  const activePreset = range.from == null ? 'All' : PRESETS.find(([, secs]) => secs != null && range.to === now && range.from === now - secs)?.[0];
+  const activePreset = range.from == null ? 'All' : preset;
   const empty = series != null && series.t.length === 0 && series.joins.length === 0;
 
   return (
@@ -420,7 +436,7 @@ export function CostChart({ keyId, now, label }: Props) {
               key={name}
               type="button"
               aria-pressed={activePreset === name}
-              onClick={() => setRange(secs == null ? { from: null, to: null } : { from: now - secs, to: now })}
+              onClick={() => setRange(secs == null ? { from: null, to: null } : { from: now - secs, to: now }, name)}
             >
               {name}
             </button>
@@ -431,7 +447,7 @@ export function CostChart({ keyId, now, label }: Props) {
           <button type="button" onClick={() => panBy(0.5)} aria-label="Pan forward in time" title="Pan forward (→)">▶</button>
           <button type="button" onClick={() => zoomBy(0.5)} aria-label="Zoom in" title="Zoom in (+)">+</button>
           <button type="button" onClick={() => zoomBy(2)} aria-label="Zoom out" title="Zoom out (−)">−</button>
-          <button type="button" onClick={() => setRange({ from: null, to: null })} title="Whole history (0 or double click)">Reset</button>
+          <button type="button" onClick={() => setRange({ from: null, to: null }, 'All')} title="Whole history (0 or double click)">Reset</button>
         </div>
         <span className="chart-status" aria-live="polite">
           {loading ? 'Loading…' : series ? `${series.joins_total} node${series.joins_total === 1 ? '' : 's'} joined in view` : ''}
@@ -472,13 +488,22 @@ export function CostChart({ keyId, now, label }: Props) {
           </ol>
         </section>
       )}
-      <ul className="sr-only" aria-label="Node-join labels on the plot" data-testid="chart-markers">
-        {visibleLabels.slice(0, 300).map((l) => (
-          <li key={`${l.t}-${l.label}`} data-px={Math.round(l.px)}>
-            {l.label} joined {formatTime(l.t)}
-          </li>
-        ))}
-      </ul>
+      {visibleLabels.length > 0 && (
+        <details className="marker-list">
+          <summary>Node joins in view, as marked on the plot ({visibleLabels.length})</summary>
+          <ul data-testid="chart-markers">
+            {visibleLabels.slice(0, 300).map((l) => (
+              <li key={`${l.t}-${l.start}`} data-px={Math.round(l.px)}>
+                <button type="button" className="link" onClick={() => pin(l.start, l.end)}>
+                  {l.label}
+                </button>{' '}
+                <span className="muted">{formatTime(l.t)}</span>
+              </li>
+            ))}
+            {visibleLabels.length > 300 && <li className="muted">and {visibleLabels.length - 300} more markers: zoom in to see them</li>}
+          </ul>
+        </details>
+      )}
     </div>
   );
 }

@@ -87,16 +87,30 @@ export function LoadState<T>({ state, what, children }: { state: Loaded<T>; what
   return <Loading what={what} />;
 }
 
+/** An "i" button that shows how a figure is computed: on hover (title) and, for keyboard and
+ * screen-reader users, on activation. */
+export function Hint({ text, about }: { text: string; about: string }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <span className="hint">
+      <button type="button" className="hint-mark" title={text} aria-label={`How ${about} is computed`} aria-expanded={open} onClick={() => setOpen(!open)}>
+        i
+      </button>
+      {open && (
+        <span className="hint-text" role="note">
+          {text}
+        </span>
+      )}
+    </span>
+  );
+}
+
 export function Stat({ label, value, hint, testId }: { label: string; value: ReactNode; hint?: string; testId?: string }) {
   return (
-    <div className="stat" title={hint} data-testid={testId}>
+    <div className="stat" data-testid={testId}>
       <div className="stat-label">
         {label}
-        {hint && (
-          <span className="hint-mark" aria-label={hint}>
-            i
-          </span>
-        )}
+        {hint && <Hint text={hint} about={label.toLowerCase()} />}
       </div>
       <div className="stat-value">{value}</div>
     </div>
@@ -145,7 +159,9 @@ export function Confirm({
               await onConfirm();
               ref.current?.close();
             } catch (e) {
-              setError(e);
+              // A lost login is shown by the page's banner, which the modal would hide.
+              if (e instanceof LoggedOutError) ref.current?.close();
+              else setError(e);
             } finally {
               setBusy(false);
             }

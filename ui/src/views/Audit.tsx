@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { api, type AuditEntry } from '../api';
 import { formatTime, unixOf } from '../format';
 import { Empty, ErrorNote, Loading } from '../ui';
@@ -10,17 +10,21 @@ export function AuditView() {
   const [error, setError] = useState<unknown>(null);
   const [filter, setFilter] = useState('');
 
+  // Only the latest request's answer counts (a refresh while an older page loads wins).
+  const latest = useRef(0);
   const load = async (before: number | null) => {
+    const request = ++latest.current;
     setLoading(true);
     try {
       const page = await api.audit(before);
+      if (request !== latest.current) return;
       setEntries((old) => (before == null ? page.entries : [...old, ...page.entries]));
       setNext(page.next_before_seq);
       setError(null);
     } catch (e) {
-      setError(e);
+      if (request === latest.current) setError(e);
     } finally {
-      setLoading(false);
+      if (request === latest.current) setLoading(false);
     }
   };
   useEffect(() => {

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { api, type CheckResult, type KeyView } from '../api';
 import { displayKey, formatRelative, maskKey, parseUsdInput, unixOf } from '../format';
-import { Confirm, Empty, ErrorNote, errorText, LoadState, SpendCell, StatusBadge, useLoad, useNodeNow } from '../ui';
+import { Confirm, Empty, ErrorNote, errorText, Hint, LoadState, SpendCell, StatusBadge, useLoad, useNodeNow } from '../ui';
 
 function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
   const [secret, setSecret] = useState('');
@@ -17,7 +17,7 @@ function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
     e.preventDefault();
     setError(null);
     const body: Parameters<typeof api.addKey>[0] = { secret: secret.trim(), name: name.trim() };
-    if (!body.secret.startsWith('sk-ant-')) return setError('The key must start with sk-ant-.');
+    if (!body.secret.startsWith('sk-ant-api')) return setError('An API key starts with sk-ant-api (an admin key does not belong here).');
     if (!body.name) return setError('Give the key a name, so you can tell keys apart.');
     if (lifetime.trim()) {
       const days = Number(lifetime);
@@ -36,13 +36,13 @@ function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
       body.node_cap = n;
     }
     setBusy(true);
+    setSecret(''); // the secret leaves the page's state once sent, whatever the answer
     try {
       const key = await api.addKey(body);
-      setSecret('');
       setName('');
       onAdded(key);
     } catch (err) {
-      setError(errorText(err));
+      setError(`${errorText(err)} Paste the key again to retry.`);
     } finally {
       setBusy(false);
     }
@@ -60,11 +60,13 @@ function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
           onChange={(e) => setSecret(e.target.value)}
           placeholder="sk-ant-api03-…"
           spellCheck={false}
-          autoComplete="off"
+          autoComplete="new-password"
+          data-1p-ignore
+          data-lpignore="true"
           aria-describedby="secret-help"
         />
         <span id="secret-help" className="help">
-          {secret.trim().startsWith('sk-ant-') ? `Will be shown as ${maskKey(secret)}` : 'Stored on this node only; shown masked from now on.'}
+          {secret.trim().startsWith('sk-ant-api') ? `Will be shown as ${maskKey(secret)}` : 'Stored on this node only; shown masked from now on.'}
         </span>
       </label>
       <label>
@@ -188,8 +190,8 @@ export function KeysView() {
                           {k.api_key_id ? (
                             <code>{k.api_key_id}</code>
                           ) : (
-                            <span className="muted" title={k.unresolved_reason ?? undefined}>
-                              unresolved
+                            <span className="muted">
+                              unresolved {k.unresolved_reason && <Hint text={k.unresolved_reason} about="why the key is unresolved" />}
                             </span>
                           )}
                         </td>

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
 import { api, type NodeView } from '../api';
 import { displayKey, formatInt, formatTime, formatUsdAdaptive, unixOf } from '../format';
-import { Empty, LoadState, useLoad } from '../ui';
+import { Empty, Hint, LoadState, useLoad } from '../ui';
 
 const PAGE = 100;
 const ATTRIBUTION_HINT =
@@ -16,8 +16,8 @@ export function NodesTable({ nodes, showKey = true }: { nodes: NodeView[]; showK
             <th scope="col">Node</th>
             {showKey && <th scope="col">Key</th>}
             <th scope="col">Issued</th>
-            <th scope="col" className="num" title={ATTRIBUTION_HINT}>
-              Attributed cost <span className="hint-mark" aria-label={ATTRIBUTION_HINT}>i</span>
+            <th scope="col" className="num">
+              Attributed cost <Hint text={ATTRIBUTION_HINT} about="attributed cost" />
             </th>
           </tr>
         </thead>

@@ -27,9 +27,10 @@ function AdminKeyCard({ s, onChange }: { s: Settings; onChange: (s: Settings) =>
       setError('An admin key starts with sk-ant-admin.');
       return;
     }
+    const key = value.trim();
+    setValue(''); // the key leaves the page's state at once, whatever the answer
     void run(async () => {
-      const next = await api.setAdminKey(value.trim());
-      setValue('');
+      const next = await api.setAdminKey(key);
       setTest(null);
       onChange(next);
     });
@@ -59,7 +60,9 @@ function AdminKeyCard({ s, onChange }: { s: Settings; onChange: (s: Settings) =>
           value={value}
           onChange={(e) => setValue(e.target.value)}
           placeholder="sk-ant-admin01-…"
-          autoComplete="off"
+          autoComplete="new-password"
+          data-1p-ignore
+          data-lpignore="true"
           spellCheck={false}
         />
       </label>
@@ -129,9 +132,10 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
     const cap = form.default_node_cap.trim();
     if (cap && (!Number.isInteger(Number(cap)) || Number(cap) < 1)) return setError('Default node cap: a whole number, or empty for no cap.');
     // Send only what changed, so the audit log names what the operator really changed.
+    // The form shows whole minutes: an unchanged field keeps the exact seconds already set.
     const wanted: Record<string, unknown> = {
       admin_api_base_url: form.admin_api_base_url.trim(),
-      poll_interval_secs: mins * 60,
+      poll_interval_secs: mins === Math.round(s.poll_interval_secs / 60) ? s.poll_interval_secs : mins * 60,
       default_lifetime_days: days,
       default_budget_usd: budget,
       default_node_cap: cap ? Number(cap) : null,
