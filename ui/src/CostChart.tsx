@@ -88,6 +88,7 @@ export function CostChart({ keyId, now, label }: Props) {
   const colorsRef = useRef<Colors | null>(null);
   const labelsSignature = useRef('');
   const hasDataRef = useRef(false);
+  const wholeHistoryRef = useRef(true);
   const markedFirstData = useRef(false);
   const [range, setRangeState] = useState<Range>({ from: null, to: null });
   // The preset the range came from (null: a zoom or pan of the operator's).
@@ -137,6 +138,8 @@ export function CostChart({ keyId, now, label }: Props) {
       ctx.strokeStyle = c.marker;
       ctx.fillStyle = c.marker;
       ctx.lineWidth = 1 * ratio;
+      // Many markers: fainter lines, so the cost line stays readable.
+      ctx.globalAlpha = clusters.length > 30 ? 0.45 : 0.9;
       ctx.setLineDash([3 * ratio, 3 * ratio]);
       ctx.beginPath();
       for (const cl of clusters) {
@@ -145,9 +148,11 @@ export function CostChart({ keyId, now, label }: Props) {
         ctx.lineTo(x, bottom);
       }
       ctx.stroke();
+      ctx.globalAlpha = 1;
       ctx.setLineDash([]);
       ctx.font = `${11 * ratio}px system-ui, sans-serif`;
       ctx.textBaseline = 'top';
+      ctx.textAlign = 'left'; // uPlot leaves the context as its last axis label set it
       const labels = clusters.map((cl) => clusterLabel(names, cl));
       const widths = labels.map((l) => ctx.measureText(l).width / ratio + 6);
       // A label starts right of its line, or ends at its line when it would pass the right edge.
@@ -158,7 +163,7 @@ export function CostChart({ keyId, now, label }: Props) {
         const count = cl.end - cl.start;
         // A dot per cluster, larger for more nodes.
         ctx.beginPath();
-        ctx.arc(x, bottom - 4 * ratio, Math.min(6, 2.5 + Math.log2(count)) * ratio, 0, Math.PI * 2);
+        ctx.arc(x, bottom - 4 * ratio, Math.min(4.5, 2.5 + Math.log2(count) / 2) * ratio, 0, Math.PI * 2);
         ctx.fill();
         if (rows[i] < 0) return;
         const y = top + (4 + rows[i] * 15) * ratio;
@@ -270,7 +275,19 @@ export function CostChart({ keyId, now, label }: Props) {
         // The line steps after each point: under the pointer is the last point at or before it.
         dataIdx: (u, _series, closest, xValue) => (closest > 0 && u.data[0][closest] > xValue ? closest - 1 : closest),
       },
-      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.08 : 1] } },
+      scales: {
+        x: { time: true },
+        y: {
+          // From zero over the whole history; zoomed in, from the level cost had reached, so the
+          // growth within the range is visible.
+          range: (u, min, max) => {
+            const zoomed = !wholeHistoryRef.current || (u.scales.x.min ?? -Infinity) > (u.data[0][0] ?? Infinity);
+            const lo = zoomed ? min : 0;
+            const span = max - lo || Math.max(max, 1);
+            return [Math.max(0, lo - (zoomed ? span * 0.05 : 0)), max + span * 0.08];
+          },
+        },
+      },
       axes: [
         {
           stroke: () => colors().text,
@@ -372,6 +389,7 @@ export function CostChart({ keyId, now, label }: Props) {
         // that follows, so the scale change this causes is not taken for the operator's zoom.
         programmaticRef.current = true;
         hasDataRef.current = true;
+        wholeHistoryRef.current = range.from == null;
         plot.setData(data, range.from == null);
         if (range.from != null && range.to != null) plot.setScale('x', { min: range.from, max: range.to });
       })

@@ -38,6 +38,8 @@ function Figures({ o }: { o: Overview }) {
   );
 }
 
+const RUNWAY_ROWS = 10;
+
 function Runways({ o }: { o: Overview }) {
   if (o.keys.length === 0) return <Empty>No active key. Add one under Keys so that nodes can be issued a key.</Empty>;
   return (
@@ -53,7 +55,7 @@ function Runways({ o }: { o: Overview }) {
           </tr>
         </thead>
         <tbody>
-          {o.keys.map((k) => (
+          {o.keys.slice(0, RUNWAY_ROWS).map((k) => (
             <tr key={k.id}>
               <td>
                 <a href={`#/keys/${k.id}`}>{k.name || `key ${k.id}`}</a>
@@ -67,6 +69,11 @@ function Runways({ o }: { o: Overview }) {
           ))}
         </tbody>
       </table>
+      {o.keys.length > RUNWAY_ROWS && (
+        <p className="muted small">
+          The {RUNWAY_ROWS} keys that run out soonest of {o.keys.length}; all of them under <a href="#/keys">Keys</a>.
+        </p>
+      )}
     </div>
   );
 }
