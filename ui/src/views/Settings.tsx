@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { api, type CheckResult, type PriceEntry, type Settings } from '../api';
-import { formatDuration, microToUsdString, parseUsdInput, usdStringToMicro } from '../format';
+import { displayKey, formatDuration, microToUsdString, parseUsdInput, usdStringToMicro } from '../format';
 import { errorText, FormResult, LoadState, useLoad } from '../ui';
 
 function AdminKeyCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => void }) {
@@ -42,7 +42,7 @@ function AdminKeyCard({ s, onChange }: { s: Settings; onChange: (s: Settings) =>
       <p data-testid="admin-key-state">
         {s.admin_key_set ? (
           <>
-            Set: <code>{s.admin_key_prefix}</code>
+            Set: <code>{displayKey(s.admin_key_prefix)}</code>
           </>
         ) : (
           <span className="warn">Not set: usage and cost are not polled and retired keys are not deactivated.</span>
