@@ -1,6 +1,6 @@
 // Small shared pieces: data loading, loading/empty/error states, confirmation, figures.
 
-import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
+import { useCallback, useEffect, useRef, useState, type InputHTMLAttributes, type ReactNode } from 'react';
 import { api, ApiError, LoggedOutError } from './api';
 import { formatUsd, formatUsdAdaptive } from './format';
 
@@ -239,4 +239,9 @@ export function FormResult({ error, saved, savedText = 'Saved.' }: { error: stri
       )}
     </>
   );
+}
+
+/** A field for a key secret: masked, and kept out of autofill and password managers. */
+export function SecretInput(props: InputHTMLAttributes<HTMLInputElement>) {
+  return <input {...props} type="password" autoComplete="new-password" spellCheck={false} data-1p-ignore data-lpignore="true" />;
 }

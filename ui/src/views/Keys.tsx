@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { api, type CheckResult, type KeyView } from '../api';
 import { displayKey, formatRelative, maskKey, parseUsdInput, unixOf } from '../format';
-import { Confirm, Empty, ErrorNote, errorText, Hint, LoadState, SpendCell, StatusBadge, useLoad, useNodeNow } from '../ui';
+import { Confirm, Empty, ErrorNote, errorText, Hint, LoadState, SecretInput, SpendCell, StatusBadge, useLoad, useNodeNow } from '../ui';
 
 function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
   const [secret, setSecret] = useState('');
@@ -53,16 +53,11 @@ function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
       <h2 id="add-key-title">Add a key</h2>
       <label className="wide">
         API key
-        <input
-          type="password"
+        <SecretInput
           name="secret"
           value={secret}
           onChange={(e) => setSecret(e.target.value)}
           placeholder="sk-ant-api03-…"
-          spellCheck={false}
-          autoComplete="new-password"
-          data-1p-ignore
-          data-lpignore="true"
           aria-describedby="secret-help"
         />
         <span id="secret-help" className="help">

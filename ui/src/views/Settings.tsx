@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { api, type CheckResult, type PriceEntry, type Settings } from '../api';
 import { displayKey, formatDuration, microToUsdString, parseUsdInput, usdStringToMicro } from '../format';
-import { errorText, FormResult, LoadState, useLoad } from '../ui';
+import { errorText, FormResult, LoadState, SecretInput, useLoad } from '../ui';
 
 function AdminKeyCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => void }) {
   const [value, setValue] = useState('');
@@ -54,17 +54,7 @@ function AdminKeyCard({ s, onChange }: { s: Settings; onChange: (s: Settings) =>
       </p>
       <label>
         {s.admin_key_set ? 'Replace admin key' : 'Admin key'}
-        <input
-          type="password"
-          name="admin_key"
-          value={value}
-          onChange={(e) => setValue(e.target.value)}
-          placeholder="sk-ant-admin01-…"
-          autoComplete="new-password"
-          data-1p-ignore
-          data-lpignore="true"
-          spellCheck={false}
-        />
+        <SecretInput name="admin_key" value={value} onChange={(e) => setValue(e.target.value)} placeholder="sk-ant-admin01-…" />
       </label>
       <div className="form-actions">
         <button className="primary" type="submit" disabled={busy || !value}>
