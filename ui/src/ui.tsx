@@ -11,8 +11,9 @@ export interface Loaded<T> {
   reload: () => void;
 }
 
-/** Runs `load` now and whenever `deps` change; `reload()` runs it again. */
-export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
+/** Runs `load` now and whenever `deps` change; `reload()` runs it again; with `refreshSecs`, also
+ * every so often while the page is visible. */
+export function useLoad<T>(load: () => Promise<T>, deps: unknown[], refreshSecs?: number): Loaded<T> {
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [loading, setLoading] = useState(true);
@@ -38,6 +39,11 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, tick]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
+  useEffect(() => {
+    if (!refreshSecs) return;
+    const timer = window.setInterval(() => document.visibilityState === 'visible' && reload(), refreshSecs * 1000);
+    return () => window.clearInterval(timer);
+  }, [refreshSecs, reload]);
   return { data, error, loading, reload };
 }
 

@@ -100,7 +100,7 @@ function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
 type Pending = { kind: 'retire' | 'remove'; key: KeyView } | null;
 
 export function KeysView() {
-  const state = useLoad(api.listKeys, []);
+  const state = useLoad(api.listKeys, [], 60);
   const [pending, setPending] = useState<Pending>(null);
   const [checks, setChecks] = useState<Record<number, CheckResult | { error: unknown } | 'busy'>>({});
   const [notice, setNotice] = useState<string | null>(null);

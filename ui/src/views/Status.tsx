@@ -67,7 +67,7 @@ function Drift() {
 }
 
 export function StatusView() {
-  const state = useLoad(api.status, []);
+  const state = useLoad(api.status, [], 30);
   const [pollMessage, setPollMessage] = useState<{ ok: boolean; text: string } | null>(null);
   const pollNow = async () => {
     setPollMessage(null);
@@ -82,7 +82,10 @@ export function StatusView() {
   return (
     <>
       <div className="page-head">
-        <h1>Status</h1>
+        <div>
+          <h1>Status</h1>
+          <p className="muted small">Refreshes every 30 s while this page is open.</p>
+        </div>
         <div className="form-actions">
           <button type="button" className="primary" onClick={pollNow}>
             Poll now
