@@ -212,29 +212,56 @@ pub struct Holding {
     pub until: Option<Timestamp>,
 }
 
-/// Each hour's cost of a key split evenly among the nodes holding it during that hour; the
-/// leftover µUSD go one each to the nodes first in name order, so shares sum exactly.
+/// Each hour's cost of a key split evenly among the nodes holding it during that hour (a node holds
+/// an hour when its holding overlaps it); a node's share is the sum over its hours. Shares are exact
+/// fractions summed in fixed point, then rounded down; the micro-dollars the rounding leaves over go
+/// one each to the largest fractions (ties: name order), so shares sum exactly to the hours' cost.
+/// `hourly` is sorted by time, as `HourlyCosts::points` returns it. Runs in O((hours + holdings) log):
+/// each holding covers a contiguous run of hours, so prefix sums over hours replace a per-hour pass
+/// over the holders.
 pub fn cost_per_node(hourly: &[CostPoint], holdings: &[Holding]) -> BTreeMap<NodeId, MicroUsd> {
-    let mut shares: BTreeMap<NodeId, MicroUsd> = holdings.iter().map(|h| (h.node.clone(), MicroUsd::ZERO)).collect();
-    for point in hourly {
-        let hour_start = point.at.timestamp();
-        let hour_end = hour_start + 3600;
-        let mut holders: Vec<&NodeId> = holdings
-            .iter()
-            .filter(|h| h.from.timestamp() < hour_end && h.until.map_or(true, |u| u.timestamp() > hour_start))
-            .map(|h| &h.node)
-            .collect();
-        if holders.is_empty() || point.amount.0 <= 0 {
-            continue;
-        }
-        holders.sort();
-        holders.dedup();
-        let n = holders.len() as i64;
-        let base = point.amount.0 / n;
-        let remainder = point.amount.0 % n;
-        for (i, node) in holders.into_iter().enumerate() {
-            let extra = if (i as i64) < remainder { 1 } else { 0 };
-            *shares.entry(node.clone()).or_default() += MicroUsd(base + extra);
+    // Fixed point: 1e12 parts per µUSD keeps the rounding error of all hours far below one µUSD.
+    const SCALE: i128 = 1_000_000_000_000;
+    let starts: Vec<i64> = hourly.iter().map(|p| p.at.timestamp()).collect();
+    // Hour index range [first, last) of a holding: hours with start + 3600 > from and start < until.
+    let range_of = |h: &Holding| {
+        let first = starts.partition_point(|&s| s + 3600 <= h.from.timestamp());
+        let last = h.until.map_or(starts.len(), |u| starts.partition_point(|&s| s < u.timestamp()));
+        (first, last.max(first))
+    };
+    // One span per node (a node listed twice holds from its earliest start to its latest end).
+    let mut spans: BTreeMap<&NodeId, (usize, usize)> = BTreeMap::new();
+    for h in holdings {
+        let (first, last) = range_of(h);
+        spans.entry(&h.node).and_modify(|s| *s = (s.0.min(first), s.1.max(last))).or_insert((first, last));
+    }
+    let mut holders = vec![0i64; starts.len() + 1];
+    for &(first, last) in spans.values() {
+        holders[first] += 1;
+        holders[last] -= 1;
+    }
+    // prefix[i]: scaled share one holder earns over hours [0, i); `shared` is the µUSD split at all.
+    let mut prefix = vec![0i128; starts.len() + 1];
+    let (mut count, mut shared) = (0i64, 0i64);
+    for (i, point) in hourly.iter().enumerate() {
+        count += holders[i];
+        let share = if count > 0 && point.amount.0 > 0 {
+            shared += point.amount.0;
+            point.amount.0 as i128 * SCALE / count as i128
+        } else {
+            0
+        };
+        prefix[i + 1] = prefix[i] + share;
+    }
+    let exact: Vec<(&NodeId, i128)> = spans.iter().map(|(node, &(first, last))| (*node, prefix[last] - prefix[first])).collect();
+    let mut shares: BTreeMap<NodeId, MicroUsd> =
+        exact.iter().map(|(node, scaled)| ((*node).clone(), MicroUsd((scaled / SCALE) as i64))).collect();
+    let handed_out: i64 = shares.values().map(|m| m.0).sum();
+    let mut by_fraction: Vec<&(&NodeId, i128)> = exact.iter().collect();
+    by_fraction.sort_by(|a, b| (b.1 % SCALE).cmp(&(a.1 % SCALE)).then(a.0.cmp(b.0)));
+    for (node, _) in by_fraction.into_iter().take((shared - handed_out).max(0) as usize) {
+        if let Some(share) = shares.get_mut(*node) {
+            share.0 += 1;
         }
     }
     shares
@@ -370,6 +397,48 @@ mod tests {
         assert_eq!(shares["b.os"], MicroUsd(5 + 2));
         assert_eq!(shares["c.os"], MicroUsd(2));
         assert_eq!(shares.values().copied().sum::<MicroUsd>(), MicroUsd(17));
+    }
+
+    proptest::proptest! {
+        /// Against the plain per-hour definition: shares sum exactly, and each is within one µUSD
+        /// of the node's exact fractional share.
+        #[test]
+        fn cost_per_node_matches_the_definition(
+            amounts in proptest::collection::vec(0i64..5_000_000, 1..40),
+            spans in proptest::collection::vec((0i64..50 * 60, proptest::option::of(0i64..50 * 60)), 1..25),
+        ) {
+            let hourly: Vec<CostPoint> = amounts.iter().enumerate().map(|(h, a)| CostPoint { at: t(h as i64), amount: MicroUsd(*a) }).collect();
+            let minutes = |m: i64| t(0) + chrono::TimeDelta::minutes(m);
+            let holdings: Vec<Holding> = spans
+                .iter()
+                .enumerate()
+                .map(|(i, (from, len))| Holding { node: format!("n{i:02}.os"), from: minutes(*from), until: len.map(|l| minutes(from + l + 1)) })
+                .collect();
+            let shares = cost_per_node(&hourly, &holdings);
+            let holds = |h: &Holding, p: &CostPoint| {
+                let (hs, he) = (p.at.timestamp(), p.at.timestamp() + 3600);
+                h.from.timestamp() < he && h.until.map_or(true, |u| u.timestamp() > hs)
+            };
+            let mut total = 0i64;
+            let mut exact = vec![0f64; holdings.len()];
+            for p in &hourly {
+                let n = holdings.iter().filter(|h| holds(h, p)).count();
+                if n == 0 || p.amount.0 <= 0 {
+                    continue;
+                }
+                total += p.amount.0;
+                for (i, h) in holdings.iter().enumerate() {
+                    if holds(h, p) {
+                        exact[i] += p.amount.0 as f64 / n as f64;
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(shares.values().map(|m| m.0).sum::<i64>(), total);
+            for (i, h) in holdings.iter().enumerate() {
+                let got = shares[&h.node].0 as f64;
+                proptest::prop_assert!((got - exact[i]).abs() < 1.0 + 1e-6, "{} got {} exact {}", h.node, got, exact[i]);
+            }
+        }
     }
 
     #[test]

@@ -462,9 +462,9 @@ mod tests {
         let key = pool.keys().next().unwrap().id;
         let rows = vec![("alice.os".to_string(), key, at(-10 * 86400)), ("bob.os".to_string(), key, at(-3600))];
         let views = node_views(&pool, &hourly, rows);
-        // Alice alone for the 1 USD hour; the two 3 µUSD hours split 2 + 1 (alice first by name).
-        assert_eq!(views[0].cost_micro_usd, 1_000_000 + 2 + 2);
-        assert_eq!(views[1].cost_micro_usd, 1 + 1);
+        // Alice alone for the 1 USD hour; the two 3 µUSD hours split 1.5 + 1.5 each.
+        assert_eq!(views[0].cost_micro_usd, 1_000_000 + 3);
+        assert_eq!(views[1].cost_micro_usd, 3);
         assert_eq!(views.iter().map(|v| v.cost_micro_usd).sum::<i64>(), 1_000_006);
         assert!(views.iter().all(|v| !v.masked_key.contains(SECRET)));
     }
