@@ -213,34 +213,51 @@ pub struct Holding {
 }
 
 /// Each hour's cost of a key split evenly among the nodes holding it during that hour (a node holds
-/// an hour when its holding overlaps it); a node's share is the sum over its hours. Shares are exact
-/// fractions summed in fixed point, then rounded down; the micro-dollars the rounding leaves over go
-/// one each to the largest fractions (ties: name order), so shares sum exactly to the hours' cost.
-/// `hourly` is sorted by time, as `HourlyCosts::points` returns it. Runs in O((hours + holdings) log):
-/// each holding covers a contiguous run of hours, so prefix sums over hours replace a per-hour pass
-/// over the holders.
+/// an hour when its holding overlaps it); a node's share is the sum over its hours. Duplicate nodes
+/// count once, from their earliest start to their latest end. Ties in rounding go by name.
 pub fn cost_per_node(hourly: &[CostPoint], holdings: &[Holding]) -> BTreeMap<NodeId, MicroUsd> {
+    let mut merged: BTreeMap<&NodeId, (Timestamp, Option<Timestamp>)> = BTreeMap::new();
+    for h in holdings {
+        merged
+            .entry(&h.node)
+            .and_modify(|(from, until)| {
+                *from = (*from).min(h.from);
+                *until = match (*until, h.until) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            })
+            .or_insert((h.from, h.until));
+    }
+    let spans: Vec<(Timestamp, Option<Timestamp>)> = merged.values().copied().collect();
+    merged.into_keys().cloned().zip(split_cost(hourly, &spans)).collect()
+}
+
+/// The shares of holders given as spans `(from, until)` (until None: still holding), in the same
+/// order. Shares are exact fractions summed in fixed point, then rounded down; the micro-dollars the
+/// rounding leaves over go one each to the largest fractions (ties: earlier in `spans`), so shares
+/// sum exactly to the cost of the hours anyone held. `hourly` is sorted by time, as
+/// `HourlyCosts::points` returns it. O((hours + holders) log): each span covers a contiguous run of
+/// hours, so prefix sums over hours replace a per-hour pass over the holders.
+pub fn split_cost(hourly: &[CostPoint], spans: &[(Timestamp, Option<Timestamp>)]) -> Vec<MicroUsd> {
     // Fixed point: 1e12 parts per µUSD keeps the rounding error of all hours far below one µUSD.
     const SCALE: i128 = 1_000_000_000_000;
     let starts: Vec<i64> = hourly.iter().map(|p| p.at.timestamp()).collect();
-    // Hour index range [first, last) of a holding: hours with start + 3600 > from and start < until.
-    let range_of = |h: &Holding| {
-        let first = starts.partition_point(|&s| s + 3600 <= h.from.timestamp());
-        let last = h.until.map_or(starts.len(), |u| starts.partition_point(|&s| s < u.timestamp()));
-        (first, last.max(first))
-    };
-    // One span per node (a node listed twice holds from its earliest start to its latest end).
-    let mut spans: BTreeMap<&NodeId, (usize, usize)> = BTreeMap::new();
-    for h in holdings {
-        let (first, last) = range_of(h);
-        spans.entry(&h.node).and_modify(|s| *s = (s.0.min(first), s.1.max(last))).or_insert((first, last));
-    }
+    // Hour index range [first, last) of a span: hours with start + 3600 > from and start < until.
+    let ranges: Vec<(usize, usize)> = spans
+        .iter()
+        .map(|(from, until)| {
+            let first = starts.partition_point(|&s| s + 3600 <= from.timestamp());
+            let last = until.map_or(starts.len(), |u| starts.partition_point(|&s| s < u.timestamp()));
+            (first, last.max(first))
+        })
+        .collect();
     let mut holders = vec![0i64; starts.len() + 1];
-    for &(first, last) in spans.values() {
+    for &(first, last) in &ranges {
         holders[first] += 1;
         holders[last] -= 1;
     }
-    // prefix[i]: scaled share one holder earns over hours [0, i); `shared` is the µUSD split at all.
+    // prefix[i]: scaled share one holder earns over hours [0, i); `shared`: the µUSD split at all.
     let mut prefix = vec![0i128; starts.len() + 1];
     let (mut count, mut shared) = (0i64, 0i64);
     for (i, point) in hourly.iter().enumerate() {
@@ -253,16 +270,13 @@ pub fn cost_per_node(hourly: &[CostPoint], holdings: &[Holding]) -> BTreeMap<Nod
         };
         prefix[i + 1] = prefix[i] + share;
     }
-    let exact: Vec<(&NodeId, i128)> = spans.iter().map(|(node, &(first, last))| (*node, prefix[last] - prefix[first])).collect();
-    let mut shares: BTreeMap<NodeId, MicroUsd> =
-        exact.iter().map(|(node, scaled)| ((*node).clone(), MicroUsd((scaled / SCALE) as i64))).collect();
-    let handed_out: i64 = shares.values().map(|m| m.0).sum();
-    let mut by_fraction: Vec<&(&NodeId, i128)> = exact.iter().collect();
-    by_fraction.sort_by(|a, b| (b.1 % SCALE).cmp(&(a.1 % SCALE)).then(a.0.cmp(b.0)));
-    for (node, _) in by_fraction.into_iter().take((shared - handed_out).max(0) as usize) {
-        if let Some(share) = shares.get_mut(*node) {
-            share.0 += 1;
-        }
+    let exact: Vec<i128> = ranges.iter().map(|&(first, last)| prefix[last] - prefix[first]).collect();
+    let mut shares: Vec<MicroUsd> = exact.iter().map(|scaled| MicroUsd((scaled / SCALE) as i64)).collect();
+    let handed_out: i64 = shares.iter().map(|m| m.0).sum();
+    let mut by_fraction: Vec<usize> = (0..exact.len()).collect();
+    by_fraction.sort_by(|&a, &b| (exact[b] % SCALE).cmp(&(exact[a] % SCALE)).then(a.cmp(&b)));
+    for i in by_fraction.into_iter().take((shared - handed_out).max(0) as usize) {
+        shares[i].0 += 1;
     }
     shares
 }

@@ -647,24 +647,42 @@ pub fn overview(pool: &crate::KeyPool, hourly: &crate::cost::HourlyCosts, now: T
 }
 
 /// Views of a page of issuance rows `(node, key, issued at)`, each with the cost attributed to the
-/// node (one `cost_per_node` run per key on the page).
+/// node (`cost::split_cost` over every holder of its key, once per key on the page; no node name is
+/// copied for the holders off the page).
 pub fn node_views(
     pool: &crate::KeyPool,
     hourly: &crate::cost::HourlyCosts,
     rows: Vec<(crate::NodeId, KeyId, Timestamp)>,
 ) -> Vec<NodeView> {
+    // Per key on the page: its holders in issue order (time order) and their shares.
     let keys: std::collections::BTreeSet<KeyId> = rows.iter().map(|(_, k, _)| *k).collect();
-    let shares: std::collections::HashMap<KeyId, _> = keys
+    let per_key: std::collections::HashMap<KeyId, (Vec<&crate::pool::Issuance>, Vec<MicroUsd>)> = keys
         .into_iter()
-        .map(|key| (key, crate::cost::cost_per_node(&hourly.points(Some(key)), &pool.holdings_of(key))))
+        .map(|key| {
+            let until = pool.key(key).and_then(|r| r.retirement.as_ref().map(|r| r.at));
+            let holders = pool.issuances_in_order(Some(key));
+            let spans: Vec<_> = holders.iter().map(|i| (i.issued_at, until)).collect();
+            let shares = crate::cost::split_cost(&hourly.points(Some(key)), &spans);
+            (key, (holders, shares))
+        })
         .collect();
+    let cost_of = |node: &str, key: KeyId, issued_at: Timestamp| {
+        let (holders, shares) = per_key.get(&key)?;
+        // Rows carry whole seconds; the pool may hold finer times.
+        let secs = issued_at.timestamp();
+        let first = holders.partition_point(|i| i.issued_at.timestamp() < secs);
+        (first..holders.len())
+            .take_while(|&i| holders[i].issued_at.timestamp() == secs)
+            .find(|&i| holders[i].node == node)
+            .map(|i| shares[i].0)
+    };
     rows.into_iter()
         .map(|(node, key, issued_at)| {
             let (key_name, masked_key) = pool
                 .key(key)
                 .map(|r| (r.name.clone(), r.hint.to_string()))
                 .unwrap_or_else(|| ("(unknown key)".to_string(), String::new()));
-            let cost = shares.get(&key).and_then(|s| s.get(&node)).map_or(0, |m| m.0);
+            let cost = cost_of(&node, key, issued_at).unwrap_or(0);
             NodeView { node, key_id: key, key_name, masked_key, issued_at: rfc3339(issued_at), cost_micro_usd: cost }
         })
         .collect()

@@ -499,15 +499,6 @@ impl KeyPool {
         self.key_nodes.get(&key).into_iter().flatten()
     }
 
-    /// When each node of `key` held it: from its issue time until the key retired.
-    pub fn holdings_of(&self, key: KeyId) -> Vec<crate::cost::Holding> {
-        let until = self.key(key).and_then(|r| r.retirement.as_ref().map(|r| r.at));
-        self.issuances_in_order(Some(key))
-            .into_iter()
-            .map(|i| crate::cost::Holding { node: i.node.clone(), from: i.issued_at, until })
-            .collect()
-    }
-
     pub fn node_count_of(&self, key: KeyId) -> usize {
         self.key_nodes.get(&key).map_or(0, Vec::len)
     }

@@ -174,6 +174,8 @@ try {
   await page.getByRole('link', { name: 'trial 1' }).click();
   await page.locator('h1', { hasText: 'trial 1' }).waitFor();
   await page.getByTestId('nodes-table').getByText(NODE).waitFor();
+  const attributed = await page.getByTestId('nodes-table').locator('tr', { hasText: NODE }).locator('td.num').innerText();
+  check(dollars(attributed) > 0, `no cost attributed to ${NODE} after hours of holding the key: ${attributed}`);
   await page.getByTestId('chart-markers').locator('li', { hasText: NODE }).waitFor({ state: 'attached' });
   await page.getByRole('heading', { name: 'Usage by model' }).waitFor();
   await page.getByRole('cell', { name: /claude-sonnet-4-5/ }).waitFor();

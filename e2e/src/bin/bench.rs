@@ -160,6 +160,11 @@ fn p2p_and_cost_series() {
         assert!(r["Ok"]["t"].as_array().unwrap().len() > 100);
     });
 
+    let nodes_page = time_ms(|| {
+        let r = env.api(json!({"ListNodes": {"limit": 100}}));
+        assert_eq!(r["Ok"]["nodes"].as_array().unwrap().len(), 100, "{r}");
+    });
+
     println!();
     println!("| measure | figure | goal |");
     println!("| --- | --- | --- |");
@@ -171,6 +176,7 @@ fn p2p_and_cost_series() {
     println!("| preloaded ÷ empty p99 latency | {:.2}× | ≤ 1.2× |", loaded.p99_ms / empty.p99_ms);
     println!("| CostSeries, all keys, one year (median of 7) | {series_all:.1} ms | < 50 ms |");
     println!("| CostSeries, one key, one year (median of 7) | {series_key:.1} ms | < 50 ms |");
+    println!("| ListNodes, newest 100 with attributed cost (median of 7) | {nodes_page:.1} ms | — |");
     println!();
     println!("Latencies are measured by a client on loopback through devnode's control API (HTTP), with {CLIENTS} client threads.");
 }
