@@ -588,9 +588,8 @@ impl KeyIssuer {
             .map(|(model, cost, input, output)| ModelUsageView { model, cost_micro_usd: cost.0, input_tokens: input, output_tokens: output })
             .collect();
         let hourly = self.rt.hourly.points(Some(key));
-        let burn = cost::burn_rate_per_hour(&hourly, at);
         let record = self.pool.key(key).expect("checked above");
-        let runway = cost::budget_runs_out_in_secs(record.budget, record.spent, burn);
+        let runway = http_api::KeyRunway::of(record, &hourly, at);
         // Authoritative figure: the key's own workspace, when no other pool key shares it.
         let workspace = match &record.resolution {
             Resolution::Resolved { workspace_id: Some(ws), .. } => Some(ws.clone()),
@@ -618,8 +617,8 @@ impl KeyIssuer {
             key: view,
             nodes,
             usage_by_model,
-            burn_rate_micro_usd_per_hour: burn.0,
-            budget_runs_out_in_secs: runway,
+            burn_rate_micro_usd_per_hour: runway.burn_rate_micro_usd_per_hour,
+            budget_runs_out_in_secs: runway.budget_runs_out_in_secs,
             authoritative_micro_usd: authoritative.map(|m| m.0),
             estimate_same_days_micro_usd: estimate.map(|m| m.0),
             drift_basis_points: drift,

@@ -584,6 +584,21 @@ pub struct KeyRunway {
     pub budget_runs_out_in_secs: Option<u64>,
 }
 
+impl KeyRunway {
+    /// Burn rate (last 24 h ÷ 24) and runway of a key, from its hourly cost.
+    pub fn of(record: &KeyRecord, hourly: &[crate::cost::CostPoint], now: Timestamp) -> KeyRunway {
+        let burn = crate::cost::burn_rate_per_hour(hourly, now);
+        KeyRunway {
+            id: record.id,
+            name: record.name.clone(),
+            spent_micro_usd: record.spent.0,
+            budget_micro_usd: record.budget.0,
+            burn_rate_micro_usd_per_hour: burn.0,
+            budget_runs_out_in_secs: crate::cost::budget_runs_out_in_secs(record.budget, record.spent, burn),
+        }
+    }
+}
+
 /// Figures beside the overview plot. Days and months are UTC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OverviewView {
@@ -618,17 +633,7 @@ pub fn overview(pool: &crate::KeyPool, hourly: &crate::cost::HourlyCosts, now: T
     let mut keys: Vec<KeyRunway> = pool
         .keys()
         .filter(|r| r.is_active())
-        .map(|r| {
-            let burn = cost::burn_rate_per_hour(&hourly.points(Some(r.id)), now);
-            KeyRunway {
-                id: r.id,
-                name: r.name.clone(),
-                spent_micro_usd: r.spent.0,
-                budget_micro_usd: r.budget.0,
-                burn_rate_micro_usd_per_hour: burn.0,
-                budget_runs_out_in_secs: cost::budget_runs_out_in_secs(r.budget, r.spent, burn),
-            }
-        })
+        .map(|r| KeyRunway::of(r, &hourly.points(Some(r.id)), now))
         .collect();
     keys.sort_by_key(|k| (k.budget_runs_out_in_secs.is_none(), k.budget_runs_out_in_secs, k.id));
     OverviewView {

@@ -2,7 +2,7 @@ import { api, type KeyDetail } from '../api';
 import { CostChart } from '../CostChart';
 import { displayKey, formatBasisPoints, formatDuration, formatInt, formatTime, formatUsd, formatUsdAdaptive, unixOf } from '../format';
 import { Empty, LoadState, SpendCell, Stat, StatusBadge, useLoad, useNodeNow } from '../ui';
-import { HINTS } from './Overview';
+import { HINTS } from '../hints';
 import { NodesTable } from './Nodes';
 
 function Figures({ d }: { d: KeyDetail }) {

@@ -1,11 +1,10 @@
 import { useEffect, useState } from 'react';
 import { api, type NodeView } from '../api';
 import { displayKey, formatInt, formatTime, formatUsdAdaptive, unixOf } from '../format';
+import { HINTS } from '../hints';
 import { Empty, Hint, LoadState, useLoad } from '../ui';
 
 const PAGE = 100;
-const ATTRIBUTION_HINT =
-  'Estimate: each hour, a key’s cost is split evenly among the nodes holding it; a node’s share is summed over the hours it held the key.';
 
 export function NodesTable({ nodes, showKey = true }: { nodes: NodeView[]; showKey?: boolean }) {
   return (
@@ -17,7 +16,7 @@ export function NodesTable({ nodes, showKey = true }: { nodes: NodeView[]; showK
             {showKey && <th scope="col">Key</th>}
             <th scope="col">Issued</th>
             <th scope="col" className="num">
-              Attributed cost <Hint text={ATTRIBUTION_HINT} about="attributed cost" />
+              Attributed cost <Hint text={HINTS.attributed} about="attributed cost" />
             </th>
           </tr>
         </thead>

@@ -1,16 +1,9 @@
 import { api, type Overview } from '../api';
 import { CostChart } from '../CostChart';
 import { formatDuration, formatInt, formatUsdAdaptive, unixOf } from '../format';
+import { HINTS } from '../hints';
 import { Empty, LoadState, SpendCell, Stat, useLoad } from '../ui';
 
-export const HINTS = {
-  today: 'Estimated cost of today (UTC) so far, from hourly usage priced with the price table.',
-  month: 'Estimated cost of this calendar month (UTC) so far.',
-  perNode:
-    'Total cost ÷ nodes ever issued a key. An estimate: the Admin API cannot tell apart nodes that share a key.',
-  burn: 'Cost of the last 24 hours ÷ 24.',
-  runway: 'Budget runs out in = (budget − spent) ÷ burn rate, shown only when the key burns anything.',
-};
 
 function Figures({ o }: { o: Overview }) {
   return (
