@@ -11,13 +11,12 @@ use chrono::{DurationRound, TimeDelta};
 use hyperware_process_lib::hyperapp::{self, SaveOptions};
 use hyperware_process_lib::{our, Address, Request};
 use serde::{Deserialize, Serialize};
-use shared_types::admin_api::{self, AdminApiBase, ApiKeyObject, ReportPage, UpdateApiKeyBody};
+use shared_types::admin_api::{self, AdminApiBase, ApiKeyObject, ApiKeyStatus, ReportPage, UpdateApiKeyBody};
 use shared_types::messages::{
-    self, AdminKeyInfo, ConnectionTest, HintQuery, KeyCheck, KeyResolution, PollError, PollerConfig, PollerStatus, PollerWork,
+    self, AdminKeyInfo, BackfillOrder, ConnectionTest, PollError, PollerConfig, PollerStatus, PollerWork,
     RetireOrder, RetirementOutcome, RetirementResult, UsageBucket, UsagePush, WorkspaceCost,
 };
-use shared_types::pool::Resolution;
-use shared_types::{AdminKey, KeyHint, Timestamp};
+use shared_types::{AdminKey, Timestamp};
 
 use admin_client::{AdminClient, CallError};
 
@@ -27,6 +26,9 @@ const USAGE_OVERLAP_HOURS: i64 = 6;
 const COST_OVERLAP_DAYS: i64 = 2;
 /// Buckets per push message, to keep messages small.
 const BUCKETS_PER_PUSH: usize = 500;
+/// Retirements are carried out on their own timer too, whatever the poll interval (SPEC §5: a due
+/// key is deactivated within 5 minutes).
+const RETIREMENT_CHECK_SECS: i64 = 300;
 
 #[derive(Default, Serialize, Deserialize)]
 pub struct CostPoller {
@@ -42,6 +44,11 @@ pub struct CostPoller {
     /// A poll was asked for while one was running: run another right after it.
     #[serde(skip)]
     poll_again: bool,
+    /// An Admin API flow (tick, retirement pass, key list) is running. Flows take turns: the
+    /// process_lib HTTP client reads an answer's body from the process's last message, which a
+    /// concurrent flow's answer could replace.
+    #[serde(skip)]
+    admin_api_in_use: bool,
 }
 
 fn now() -> Timestamp {
@@ -83,22 +90,18 @@ fn poll_error(message: String, needs_operator: bool) -> PollError {
     PollError { at: now(), message, needs_operator }
 }
 
-type ReportUrl = fn(&AdminApiBase, Timestamp, Timestamp, Option<&str>) -> Result<url::Url, admin_api::AdminApiError>;
 type ReportParser<R> = fn(&[u8]) -> Result<ReportPage<R>, admin_api::AdminApiError>;
 
-/// Fetches every page of a report (usage or cost) for [from, to).
+/// Fetches every page of a report (usage or cost); `url` builds the address of a page.
 async fn fetch_report<R>(
     client: &AdminClient,
-    base: &AdminApiBase,
-    from: Timestamp,
-    to: Timestamp,
-    url: ReportUrl,
+    url: impl Fn(Option<&str>) -> Result<url::Url, admin_api::AdminApiError>,
     parse: ReportParser<R>,
 ) -> Result<Vec<ReportPage<R>>, PollError> {
     let mut pages = vec![];
     let mut page_token: Option<String> = None;
     loop {
-        let url = url(base, from, to, page_token.as_deref()).map_err(|e| poll_error(e.to_string(), false))?;
+        let url = url(page_token.as_deref()).map_err(|e| poll_error(e.to_string(), false))?;
         let body = client.get(url).await.map_err(|e| poll_error(e.message, e.needs_operator))?;
         let page = parse(&body).map_err(|e| poll_error(e.to_string(), false))?;
         page_token = admin_api::next_report_page(&page).map_err(|e| poll_error(e.to_string(), false))?;
@@ -129,6 +132,18 @@ impl CostPoller {
         }
     }
 
+    /// Waits for the Admin API to be free, then holds it (release with `release_admin_api`).
+    async fn take_admin_api(&mut self) {
+        while self.admin_api_in_use {
+            let _ = hyperapp::sleep(50).await;
+        }
+        self.admin_api_in_use = true;
+    }
+
+    fn release_admin_api(&mut self) {
+        self.admin_api_in_use = false;
+    }
+
     /// Runs a tick, or queues one if a tick is running (so "poll now" is never lost).
     async fn tick(&mut self) {
         if self.polling {
@@ -138,7 +153,9 @@ impl CostPoller {
         self.polling = true;
         loop {
             self.poll_again = false;
+            self.take_admin_api().await;
             self.tick_once().await;
+            self.release_admin_api();
             if !self.poll_again {
                 break;
             }
@@ -146,15 +163,22 @@ impl CostPoller {
         self.polling = false;
     }
 
-    /// One tick: poll usage and cost, report status, then do the work the issuer hands back.
+    /// One tick: retirements first, then the organization's keys (the truth about each key's
+    /// life), then usage and cost; reports status and does the work the issuer hands back.
     async fn tick_once(&mut self) {
         let started = now();
         self.status.last_poll_started = Some(started);
         self.status.admin_key_set = self.admin_key.is_some();
-        match self.poll_usage_and_cost(started).await {
+        self.do_fetched_work().await;
+        let polled = match self.sync_org_keys().await {
+            Ok(()) => self.poll_usage_and_cost(started).await,
+            Err(e) => Err(e),
+        };
+        match polled {
             Ok(()) => {
                 self.status.last_success = Some(now());
                 self.status.polls_total += 1;
+                self.status.last_error = None;
             }
             Err(e) => {
                 log::warn(&format!("poll failed: {}", e.message));
@@ -169,15 +193,46 @@ impl CostPoller {
         }
     }
 
-    async fn poll_usage_and_cost(&mut self, at: Timestamp) -> Result<(), PollError> {
-        let base = self.base()?;
-        let client = self.client()?;
-        let backfill = TimeDelta::hours(self.config.backfill_hours as i64);
+    /// Carries out due retirements and backfills between ticks (the retirement timer, the
+    /// issuer's wake-up), taking its turn at the Admin API.
+    async fn retire_pass(&mut self) {
+        if self.admin_key.is_none() {
+            return;
+        }
+        self.take_admin_api().await;
+        self.do_fetched_work().await;
+        self.release_admin_api();
+    }
 
-        // Usage per key per model, hourly.
-        let usage_from = self.usage_cursor.unwrap_or_else(|| floor_hour(at - backfill));
-        let usage_to = floor_hour(at) + TimeDelta::hours(1);
-        let pages = fetch_report(&client, &base, usage_from, usage_to, AdminApiBase::usage_report, admin_api::parse_usage_page).await?;
+    /// Asks the issuer for due retirements and backfills and carries them out.
+    async fn do_fetched_work(&mut self) {
+        match tell_issuer::<PollerWork>(serde_json::json!({"FetchWork": null})).await {
+            Ok(work) => self.do_work(work).await,
+            Err(e) => log::warn(&e),
+        }
+    }
+
+    /// Reads every page of the organization's keys and hands them to the issuer, which matches,
+    /// retires and shortens keys by them.
+    async fn sync_org_keys(&mut self) -> Result<(), PollError> {
+        let keys = self.list_all_keys().await.map_err(|e| poll_error(e.message, e.needs_operator))?;
+        self.status.org_keys_read_at = Some(now());
+        let work = tell_issuer::<PollerWork>(serde_json::json!({"PushOrgKeys": keys})).await.map_err(|e| poll_error(e, false))?;
+        self.do_work(work).await;
+        Ok(())
+    }
+
+    /// Usage of the given key (or all keys) in [from, to), pushed to the issuer.
+    async fn fetch_and_push_usage(
+        &mut self,
+        client: &AdminClient,
+        base: &AdminApiBase,
+        api_key_id: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<usize, PollError> {
+        let url = |page: Option<&str>| base.usage_report_of(api_key_id, from, to, page);
+        let pages = fetch_report(client, url, admin_api::parse_usage_page).await?;
         let (by_key, skipped) = admin_api::usage_by_key(&pages);
         let buckets: Vec<UsageBucket> = by_key
             .into_iter()
@@ -188,13 +243,27 @@ impl CostPoller {
                 .await
                 .map_err(|e| poll_error(e, false))?;
         }
+        Ok(skipped)
+    }
+
+    async fn poll_usage_and_cost(&mut self, at: Timestamp) -> Result<(), PollError> {
+        let base = self.base()?;
+        let client = self.client()?;
+        let backfill = TimeDelta::hours(self.config.backfill_hours as i64);
+
+        // Usage per key, model, tier and context window, hourly, up to the end of the open bucket
+        // (never later: the Admin API's answer past it is not documented).
+        let usage_from = self.usage_cursor.unwrap_or_else(|| floor_hour(at - backfill));
+        let usage_to = floor_hour(at) + TimeDelta::hours(1);
+        let skipped = self.fetch_and_push_usage(&client, &base, None, usage_from, usage_to).await?;
         self.status.skipped_rows = skipped as u64;
         self.usage_cursor = Some(usage_from.max(floor_hour(at) - TimeDelta::hours(USAGE_OVERLAP_HOURS)));
 
         // Authoritative cost per workspace, daily.
         let cost_from = self.cost_cursor.unwrap_or_else(|| floor_day(at - backfill));
         let cost_to = floor_day(at) + TimeDelta::days(1);
-        let pages = fetch_report(&client, &base, cost_from, cost_to, AdminApiBase::cost_report, admin_api::parse_cost_page).await?;
+        let url = |page: Option<&str>| base.cost_report(cost_from, cost_to, page);
+        let pages = fetch_report(&client, url, admin_api::parse_cost_page).await?;
         let costs: Vec<WorkspaceCost> = admin_api::cost_by_workspace(&pages)
             .into_iter()
             .map(|((workspace_id, day_start), amount)| WorkspaceCost { workspace_id, day_start, amount })
@@ -203,10 +272,10 @@ impl CostPoller {
             tell_issuer::<u64>(serde_json::json!({"PushWorkspaceCosts": costs})).await.map_err(|e| poll_error(e, false))?;
         }
         self.cost_cursor = Some(cost_from.max(floor_day(at) - TimeDelta::days(COST_OVERLAP_DAYS)));
-        self.status.last_error = None;
         Ok(())
     }
 
+    /// Retirements first, then the usage of keys matched late.
     async fn do_work(&mut self, work: PollerWork) {
         if !work.retire.is_empty() {
             let results = self.retire(work.retire).await;
@@ -214,16 +283,20 @@ impl CostPoller {
                 log::warn(&e);
             }
         }
-        if !work.resolve.is_empty() {
-            match self.resolve(work.resolve).await {
-                Ok(resolutions) => {
-                    if let Err(e) = tell_issuer::<()>(serde_json::json!({"PushResolutions": resolutions})).await {
-                        log::warn(&e);
-                    }
-                }
-                Err(e) => log::warn(&format!("could not resolve keys: {}", e.message)),
+        for order in work.backfill {
+            if let Err(e) = self.backfill(&order).await {
+                log::warn(&format!("could not fetch the usage of key {} since it was added: {}", order.key, e.message));
             }
         }
+    }
+
+    /// Fetches a late-matched key's usage since it was added, by its id, then tells the issuer.
+    async fn backfill(&mut self, order: &BackfillOrder) -> Result<(), PollError> {
+        let base = self.base()?;
+        let client = self.client()?;
+        let to = floor_hour(now()) + TimeDelta::hours(1);
+        self.fetch_and_push_usage(&client, &base, Some(&order.api_key_id), floor_hour(order.from), to).await?;
+        tell_issuer::<()>(serde_json::json!({"PushBackfillDone": order.key})).await.map_err(|e| poll_error(e, false))
     }
 
     async fn retire(&self, orders: Vec<RetireOrder>) -> Vec<RetirementResult> {
@@ -231,27 +304,45 @@ impl CostPoller {
         for order in orders {
             let outcome = match self.set_status(&order).await {
                 Ok(status) => RetirementOutcome::Confirmed { status },
-                Err(error) => RetirementOutcome::Failed { error },
+                Err(e) => RetirementOutcome::Failed { error: e.message, needs_operator: e.needs_operator },
             };
             results.push(RetirementResult { key: order.key, api_key_id: order.api_key_id, outcome });
         }
         results
     }
 
-    /// Sets the key's Admin API status; confirmed only when the answer shows the new status.
-    async fn set_status(&self, order: &RetireOrder) -> Result<String, String> {
-        let base = self.base().map_err(|e| e.message)?;
-        let client = self.client().map_err(|e| e.message)?;
-        let url = base.update_api_key(&order.api_key_id).map_err(|e| e.to_string())?;
+    async fn read_key(&self, client: &AdminClient, base: &AdminApiBase, id: &str) -> Result<ApiKeyObject, CallError> {
+        let url = base.get_api_key(id).map_err(|e| CallError::transient(e.to_string()))?;
+        let body = client.get(url).await?;
+        admin_api::parse_api_key(&body).map_err(|e| CallError::transient(e.to_string()))
+    }
+
+    /// Sets the key's Admin API status. The key is read before and after: any status other than
+    /// `active` counts as done (archived and expired keys cannot be changed, and are stopped
+    /// already), so a retirement never loops on a key the organization has stopped.
+    async fn set_status(&self, order: &RetireOrder) -> Result<String, CallError> {
+        let setup = |e: PollError| CallError { message: e.message, needs_operator: e.needs_operator };
+        let base = self.base().map_err(setup)?;
+        let client = self.client().map_err(setup)?;
+        let before = self.read_key(&client, &base, &order.api_key_id).await?;
+        if before.status != ApiKeyStatus::Active {
+            return Ok(before.status.to_string());
+        }
+        let url = base.update_api_key(&order.api_key_id).map_err(|e| CallError::transient(e.to_string()))?;
         let body = UpdateApiKeyBody { name: None, status: Some(order.status.as_str().to_string()) };
-        let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-        let answer = client.post(url, body).await.map_err(|e| e.message)?;
-        let key = admin_api::parse_api_key(&answer).map_err(|e| e.to_string())?;
-        let status = key.status.to_string();
-        if status == order.status.as_str() {
-            Ok(status)
-        } else {
-            Err(format!("the Admin API answered with status {status}, expected {}", order.status.as_str()))
+        let body = serde_json::to_vec(&body).map_err(|e| CallError::transient(e.to_string()))?;
+        let update = client.post(url, body).await;
+        // Read back whatever the update answered: a failed update may still have landed.
+        let after = self.read_key(&client, &base, &order.api_key_id).await;
+        match (after, update) {
+            (Ok(key), _) if key.status != ApiKeyStatus::Active => Ok(key.status.to_string()),
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(_), Ok(_)) => Err(CallError::transient(format!(
+                "the Admin API still holds {} as active after setting it {}",
+                order.api_key_id,
+                order.status.as_str()
+            ))),
         }
     }
 
@@ -273,19 +364,6 @@ impl CostPoller {
         }
     }
 
-    async fn resolve(&self, queries: Vec<HintQuery>) -> Result<Vec<KeyResolution>, CallError> {
-        let keys = self.list_all_keys().await?;
-        Ok(queries
-            .into_iter()
-            .map(|q| {
-                let resolution = match KeyHint::parse(&q.hint) {
-                    Ok(hint) => admin_api::resolve_hint(&hint, &keys),
-                    Err(e) => Resolution::Unresolved { why: format!("bad hint: {e}") },
-                };
-                KeyResolution { key: q.key, resolution }
-            })
-            .collect())
-    }
 }
 
 #[hyperapp_macro::hyperapp(
@@ -302,10 +380,21 @@ impl CostPoller {
         log::init_logging();
         self.polling = false;
         log::info("ready");
+        self.tick().await;
         loop {
-            self.tick().await;
-            let wait_ms = self.config.poll_interval_secs.max(1).saturating_mul(1000);
-            let _ = hyperapp::sleep(wait_ms).await;
+            let until_poll = self.status.next_poll.map_or(0, |t| (t - now()).num_seconds());
+            if until_poll <= 0 && !self.polling {
+                self.tick().await;
+                continue;
+            }
+            // Between polls (or while a tick started by "poll now" runs), wake for retirements at
+            // least every RETIREMENT_CHECK_SECS. Always await here: a loop that does not yield
+            // would stall the process.
+            let wait_secs = until_poll.clamp(1, RETIREMENT_CHECK_SECS) as u64;
+            let _ = hyperapp::sleep(wait_secs * 1000).await;
+            if !self.polling && self.status.next_poll.is_some_and(|t| now() < t) {
+                self.retire_pass().await;
+            }
         }
     }
 
@@ -359,7 +448,10 @@ impl CostPoller {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        Ok(match self.list_all_keys().await {
+        self.take_admin_api().await;
+        let keys = self.list_all_keys().await;
+        self.release_admin_api();
+        Ok(match keys {
             Ok(keys) => ConnectionTest {
                 ok: true,
                 message: format!("connected: the admin key can see {} API keys", keys.len()),
@@ -381,22 +473,29 @@ impl CostPoller {
         Ok(())
     }
 
-    /// "Test key" from the dashboard: the key's status in the organization, found by its hint.
+    /// Every key of the organization (all pages), for matching a key the operator adds or
+    /// matches by hand. Key objects carry hints only, never a secret.
     #[local]
-    async fn check_key(&mut self, query: HintQuery) -> Result<KeyCheck, String> {
+    async fn list_org_keys(&mut self) -> Result<Vec<ApiKeyObject>, String> {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        let hint = KeyHint::parse(&query.hint).map_err(|e| format!("bad hint: {e}"))?;
-        let keys = self.list_all_keys().await.map_err(|e| e.message)?;
-        Ok(admin_api::check_key(&hint, &keys))
+        self.take_admin_api().await;
+        let keys = self.list_all_keys().await;
+        self.release_admin_api();
+        keys.map_err(|e| e.message)
     }
 
+    /// The issuer retired or matched a key: carry out the pending work now rather than at the
+    /// next tick.
     #[local]
-    async fn resolve_keys(&mut self, queries: Vec<HintQuery>) -> Result<Vec<KeyResolution>, String> {
+    fn do_pending_work(&mut self) -> Result<(), String> {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        self.resolve(queries).await.map_err(|e| e.message)
+        let this: *mut CostPoller = self;
+        // Same aliasing discipline as poll_now.
+        hyperapp::spawn(async move { unsafe { (*this).retire_pass().await } });
+        Ok(())
     }
 }

@@ -273,3 +273,100 @@ impl Env {
         panic!("timed out waiting for: {what}");
     }
 }
+
+/// Copies the directory tree `from` into `to` (created if missing).
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+impl Env {
+    /// Like [`Env::start`], but devnode starts on a fresh copy (in `target/e2e/<name>`) of the data
+    /// dir `data`, e.g. a saved data dir of an older release (`e2e/fixtures/`). With
+    /// `resume_clock_at_ms` (unix ms) the virtual clock resumes at that time instead of running on
+    /// from the saved offset, so that the run does not depend on the day it runs.
+    pub fn start_with_data(name: &str, data: &Path, scenario: &str, peers: &[String], resume_clock_at_ms: Option<i64>) -> Env {
+        let data_dir = target().join("e2e").join(name);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        copy_dir(data, &data_dir).unwrap_or_else(|e| panic!("copying {} to {}: {e}", data.display(), data_dir.display()));
+        if let Some(at) = resume_clock_at_ms {
+            let real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+            std::fs::write(data_dir.join("clock-offset-ms"), (at - real).to_string()).unwrap();
+        }
+        let mut env = Env {
+            devnode: None,
+            fake: None,
+            http_port: free_port(),
+            control_port: free_port(),
+            data_dir,
+            http: String::new(),
+            control: String::new(),
+            fake_url: String::new(),
+            cookie: String::new(),
+            peers: peers.to_vec(),
+        };
+        env.start_devnode();
+        let mut fake = Command::new(target().join("tools/fake-admin-api"));
+        fake.args(["--scenario", root().join("fake-admin-api/scenarios").join(scenario).to_str().unwrap(), "--port", "0", "--clock-url", &env.control]);
+        let (proc_, line) = Proc::start(fake, "fake-admin-api ready");
+        env.fake = Some(proc_);
+        env.fake_url = field(&line, "url");
+        env.login();
+        env
+    }
+
+    /// Stops devnode as an operator would (`POST /devnode/shutdown`) and waits for it to exit
+    /// (killed after 30 s). Start it again with [`Env::start_devnode_again`].
+    pub fn shutdown_devnode(&mut self) {
+        let Some(mut proc_) = self.devnode.take() else { return };
+        let _ = ureq::post(&format!("{}/devnode/shutdown", self.control)).timeout(Duration::from_secs(10)).send_string("{}");
+        for _ in 0..300 {
+            if matches!(proc_.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(proc_);
+    }
+
+    /// `POST` to the fake Admin API itself, with the scenario's admin key (as the Console or
+    /// another client of the organization would), e.g. to set a key's status.
+    pub fn admin_api_post(&self, path: &str, body: Value) -> Value {
+        let request = ureq::post(&format!("{}{path}", self.fake_url))
+            .set("x-api-key", ADMIN_KEY)
+            .set("anthropic-version", "2023-06-01")
+            .set("content-type", "application/json")
+            .timeout(Duration::from_secs(30));
+        match request.send_string(&body.to_string()) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                let text = r.into_string().unwrap();
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            }
+            Err(e) => panic!("POST {path}: {e}"),
+        }
+    }
+}
+
+impl Env {
+    /// Waits until devnode reports nothing queued, handled or in flight (`GET /devnode/quiet`);
+    /// false if that did not happen within `secs` seconds.
+    pub fn wait_quiet(&self, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if get(&format!("{}/devnode/quiet", self.control))["quiet"] == true {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}

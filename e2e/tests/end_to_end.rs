@@ -30,6 +30,7 @@ fn issued_key(answer: &Value) -> Option<String> {
 fn fifty_nodes_five_keys_one_key_each_ever() {
     let nodes = peers(50);
     let env = Env::start("issuance", "small.json", &[nodes.clone(), vec!["late.os".into()]].concat());
+    env.configure_admin_api();
     // Empty pool: refused and not recorded.
     let r = env.p2p("node0.os", json!({"RequestApiKey": null}));
     assert_eq!(r["response"]["Err"], "no keys available", "{r}");
@@ -338,6 +339,7 @@ fn security_refusals_and_no_secret_in_logs() {
 #[test]
 fn wit_api_answers_local_processes_without_secrets() {
     let env = Env::start("wit-api", "small.json", &peers(2));
+    env.configure_admin_api();
     add_key(&env, 1, json!({}));
     assert!(issued_key(&env.p2p("node0.os", json!({"RequestApiKey": null}))).is_some());
     let r = env.local("some-app:some-app:sys", ISSUER, json!({"KeyStatus": "node0.os"}));

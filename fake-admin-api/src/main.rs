@@ -20,14 +20,18 @@ async fn serve(state: Shared, req: Request<hyper::body::Incoming>) -> Response<F
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_lowercase(), v.to_string())))
         .collect();
     let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-    let answer = if path.starts_with("/_control") {
-        handle_control(&state, &method, &path, &query, &body)
-    } else {
-        let state = state.clone();
-        let (m, p) = (method.clone(), path.clone());
-        tokio::task::spawn_blocking(move || handle_api(&state, &m, &p, &query, &headers, &body)).await.expect("handler")
-    };
-    // One line per request; never the headers (they carry the admin key).
+    // The handlers may read devnode's clock over HTTP: keep that off the async workers.
+    let (m, p) = (method.clone(), path.clone());
+    let answer = tokio::task::spawn_blocking(move || {
+        if p.starts_with("/_control") {
+            handle_control(&state, &m, &p, &query, &body)
+        } else {
+            handle_api(&state, &m, &p, &query, &headers, &body)
+        }
+    })
+    .await
+    .expect("handler");
+    // One line per request: method, path (no query) and status; never the headers (they carry the admin key).
     println!("{method} {path} -> {}", answer.status);
     if let Some(delay) = answer.delay {
         tokio::time::sleep(delay).await;

@@ -1,4 +1,5 @@
-//! The issuer's SQLite tables: issuances (node → key), cost samples, workspace costs, audit log.
+//! The issuer's SQLite tables: issuances (node → key), usage samples (tokens and their estimated
+//! cost), workspace costs, audit log; `schema_version` says which migrations ran.
 //!
 //! Everything that grows lives here, written through one row per change; the hyperapp state holds
 //! only small things. Text values are written as SQL literals (`shared_types::sql::text`) because
@@ -13,6 +14,7 @@ use shared_types::cost::{CostPoint, CostSource, ModelUsage};
 
 use shared_types::http_api::AuditEntry;
 use shared_types::messages::WorkspaceCost;
+use shared_types::price::PriceTable;
 use shared_types::pool::{Issuance, KeyId};
 use shared_types::sql::{opt_text, text};
 use shared_types::wit_api::rfc3339;
@@ -24,10 +26,24 @@ const DB_TIMEOUT_SECS: u64 = 10;
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS issuances (node TEXT PRIMARY KEY, key_id INTEGER NOT NULL, issued_at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS issuances_by_time ON issuances (issued_at)",
-    "CREATE TABLE IF NOT EXISTS cost_samples (key_id INTEGER NOT NULL, bucket_start INTEGER NOT NULL, source TEXT NOT NULL, model TEXT NOT NULL, micro_usd INTEGER NOT NULL, uncached_input INTEGER NOT NULL, cache_write_5m INTEGER NOT NULL, cache_write_1h INTEGER NOT NULL, cache_read INTEGER NOT NULL, output INTEGER NOT NULL, web_search_requests INTEGER NOT NULL, PRIMARY KEY (key_id, bucket_start, source, model))",
-    "CREATE INDEX IF NOT EXISTS cost_samples_by_time ON cost_samples (source, bucket_start)",
     "CREATE TABLE IF NOT EXISTS workspace_costs (workspace_id TEXT NOT NULL, day_start INTEGER NOT NULL, micro_usd INTEGER NOT NULL, PRIMARY KEY (workspace_id, day_start))",
     "CREATE TABLE IF NOT EXISTS audit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL, outcome TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+];
+
+/// Migrations in order; migration `i` brings the schema to version `i + 1`. Each runs in one
+/// transaction with the version bump, so a crash leaves the old schema whole.
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: usage keyed by service tier and context window too (each has its own rate); rows of
+    // older releases were all standard tier and the short window.
+    &[
+        // The table of the first release (absent in a new database).
+        "CREATE TABLE IF NOT EXISTS cost_samples (key_id INTEGER NOT NULL, bucket_start INTEGER NOT NULL, source TEXT NOT NULL, model TEXT NOT NULL, micro_usd INTEGER NOT NULL, uncached_input INTEGER NOT NULL, cache_write_5m INTEGER NOT NULL, cache_write_1h INTEGER NOT NULL, cache_read INTEGER NOT NULL, output INTEGER NOT NULL, web_search_requests INTEGER NOT NULL, PRIMARY KEY (key_id, bucket_start, source, model))",
+        "CREATE TABLE usage_samples (key_id INTEGER NOT NULL, bucket_start INTEGER NOT NULL, source TEXT NOT NULL, model TEXT NOT NULL, service_tier TEXT NOT NULL, context_window TEXT NOT NULL, micro_usd INTEGER NOT NULL, uncached_input INTEGER NOT NULL, cache_write_5m INTEGER NOT NULL, cache_write_1h INTEGER NOT NULL, cache_read INTEGER NOT NULL, output INTEGER NOT NULL, web_search_requests INTEGER NOT NULL, PRIMARY KEY (key_id, bucket_start, source, model, service_tier, context_window))",
+        "INSERT INTO usage_samples SELECT key_id, bucket_start, source, model, '', '', micro_usd, uncached_input, cache_write_5m, cache_write_1h, cache_read, output, web_search_requests FROM cost_samples",
+        "DROP TABLE cost_samples",
+        "CREATE INDEX usage_samples_by_time ON usage_samples (source, bucket_start)",
+    ],
 ];
 
 /// Workspace id stored for the default workspace (the Admin API's null).
@@ -73,7 +89,19 @@ impl Db {
         for statement in SCHEMA {
             db.write(statement.to_string(), "creating tables").await?;
         }
+        db.migrate().await?;
         Ok(db)
+    }
+
+    async fn migrate(&self) -> DbResult<()> {
+        let rows = self.read("SELECT MAX(version) AS v FROM schema_version".to_string(), "reading the schema version").await?;
+        let version = rows.first().and_then(|r| r.get("v")).and_then(Value::as_i64).unwrap_or(0) as usize;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            let mut statements: Vec<String> = migration.iter().map(|s| s.to_string()).collect();
+            statements.push(format!("INSERT INTO schema_version (version) VALUES ({})", i + 1));
+            self.write_all(statements, &format!("migrating the database to version {}", i + 1)).await?;
+        }
+        Ok(())
     }
 
     async fn write(&self, statement: String, what: &str) -> DbResult<()> {
@@ -145,15 +173,17 @@ impl Db {
         let bucket = bucket_start.timestamp();
         let source = text(&source.to_string());
         let mut statements = vec![format!(
-            "DELETE FROM cost_samples WHERE key_id = {} AND bucket_start = {bucket} AND source = {source}",
+            "DELETE FROM usage_samples WHERE key_id = {} AND bucket_start = {bucket} AND source = {source}",
             key.0
         )];
         for (usage, amount) in priced {
             let t = &usage.tokens;
             statements.push(format!(
-                "INSERT INTO cost_samples (key_id, bucket_start, source, model, micro_usd, uncached_input, cache_write_5m, cache_write_1h, cache_read, output, web_search_requests) VALUES ({}, {bucket}, {source}, {}, {}, {}, {}, {}, {}, {}, {})",
+                "INSERT OR REPLACE INTO usage_samples (key_id, bucket_start, source, model, service_tier, context_window, micro_usd, uncached_input, cache_write_5m, cache_write_1h, cache_read, output, web_search_requests) VALUES ({}, {bucket}, {source}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
                 key.0,
                 text(&usage.model),
+                text(usage.service_tier.as_deref().unwrap_or("")),
+                text(usage.context_window.as_deref().unwrap_or("")),
                 amount.0,
                 t.uncached_input,
                 t.cache_write_5m,
@@ -190,7 +220,7 @@ impl Db {
         let rows = self
             .read(
                 format!(
-                    "SELECT key_id, group_concat(bucket_start || ':' || v, ',') AS series FROM (SELECT key_id, bucket_start, SUM(micro_usd) AS v FROM cost_samples WHERE source = {} GROUP BY key_id, bucket_start ORDER BY key_id, bucket_start) GROUP BY key_id",
+                    "SELECT key_id, group_concat(bucket_start || ':' || v, ',') AS series FROM (SELECT key_id, bucket_start, SUM(micro_usd) AS v FROM usage_samples WHERE source = {} GROUP BY key_id, bucket_start ORDER BY key_id, bucket_start) GROUP BY key_id",
                     text(&CostSource::UsageEstimate.to_string())
                 ),
                 "reading hourly costs",
@@ -215,12 +245,60 @@ impl Db {
             .collect()
     }
 
+    /// Every model id in stored usage.
+    pub async fn models_seen(&self) -> DbResult<Vec<String>> {
+        let rows = self.read("SELECT DISTINCT model FROM usage_samples".to_string(), "reading models seen").await?;
+        rows.iter().map(|row| string(row, "model")).collect()
+    }
+
+    /// Prices every stored usage estimate again with `table`, in one transaction: one UPDATE per
+    /// (model, tier, window) class, computing Σ tokens × rate in SQLite's 64-bit integers (exact
+    /// while a row's Σ stays below 9.2e18, i.e. up to billions of tokens per key per hour) and
+    /// rounding half to even to the µUSD as `cost::price_tokens` does.
+    pub async fn reprice(&self, table: &PriceTable) -> DbResult<()> {
+        let classes = self
+            .read(
+                format!(
+                    "SELECT DISTINCT model, service_tier, context_window FROM usage_samples WHERE source = {}",
+                    text(&CostSource::UsageEstimate.to_string())
+                ),
+                "reading usage classes",
+            )
+            .await?;
+        let mut statements = vec![];
+        for row in &classes {
+            let (model, tier, window) = (string(row, "model")?, string(row, "service_tier")?, string(row, "context_window")?);
+            let price = table.price_for(&model, Some(tier.as_str()).filter(|t| !t.is_empty()), Some(window.as_str()).filter(|w| !w.is_empty()));
+            let p = &price.prices;
+            let n = format!(
+                "(uncached_input * {} + cache_write_5m * {} + cache_write_1h * {} + cache_read * {} + output * {} + web_search_requests * {})",
+                p.input.0,
+                p.cache_write_5m.0,
+                p.cache_write_1h.0,
+                p.cache_read.0,
+                p.output.0,
+                price.web_search_per_thousand.0 as i128 * 1_000
+            );
+            statements.push(format!(
+                "UPDATE usage_samples SET micro_usd = {n} / 1000000 + (CASE WHEN {n} % 1000000 > 500000 OR ({n} % 1000000 = 500000 AND ({n} / 1000000) % 2 = 1) THEN 1 ELSE 0 END) WHERE source = {} AND model = {} AND service_tier = {} AND context_window = {}",
+                text(&CostSource::UsageEstimate.to_string()),
+                text(&model),
+                text(&tier),
+                text(&window)
+            ));
+        }
+        if statements.is_empty() {
+            return Ok(());
+        }
+        self.write_all(statements, "pricing stored usage again").await
+    }
+
     /// Token usage of one key per model, all time.
     pub async fn usage_by_model(&self, key: KeyId) -> DbResult<Vec<(String, MicroUsd, i64, i64)>> {
         let rows = self
             .read(
                 format!(
-                    "SELECT model, SUM(micro_usd) AS v, SUM(uncached_input + cache_write_5m + cache_write_1h + cache_read) AS input, SUM(output) AS output FROM cost_samples WHERE key_id = {} AND source = {} GROUP BY model ORDER BY v DESC",
+                    "SELECT model, SUM(micro_usd) AS v, SUM(uncached_input + cache_write_5m + cache_write_1h + cache_read) AS input, SUM(output) AS output FROM usage_samples WHERE key_id = {} AND source = {} GROUP BY model ORDER BY v DESC",
                     key.0,
                     text(&CostSource::UsageEstimate.to_string())
                 ),

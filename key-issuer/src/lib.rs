@@ -19,11 +19,13 @@ use shared_types::http_api::{
     self, AuditPage, AuditQuery, CostSeries, CostSeriesQuery, JoinEvent, KeyDetail, KeyView, ModelUsageView, NodesPage,
     NodesQuery, Settings, SettingsView, StatusView,
 };
+use shared_types::admin_api::{self, ApiKeyObject};
 use shared_types::messages::{
-    self, AdminKeyInfo, ConnectionTest, HintQuery, KeyCheck, KeyResolution, PollerStatus, PollerWork, RetireOrder,
+    self, AdminKeyInfo, BackfillOrder, ConnectionTest, KeyCheck, PollerStatus, PollerWork, RetireOrder,
     RetirementOutcome, RetirementResult, UsagePush, WorkspaceCost,
 };
-use shared_types::pool::{Issuance, IssueError, KeyId, Resolution};
+use shared_types::pool::{Issuance, IssueError, KeyId, OrgSync, PoolError, Resolution, RetirementError};
+use shared_types::price::PriceMatch;
 use shared_types::ratelimit::RateLimiter;
 use shared_types::wit_api::{self, rfc3339, IssuedKey, NodeKeyStatus, PoolSummary};
 use shared_types::{KeyPool, MicroUsd, RetireReason, Timestamp};
@@ -53,7 +55,17 @@ struct Runtime {
     poller_reachable: bool,
     /// Estimated cost per hour, per key and in total (rebuilt from SQLite at start).
     hourly: HourlyCosts,
+    /// Every model id seen in usage (rebuilt from SQLite at start), to list those priced by the
+    /// fallback rate on the status page.
+    models_seen: std::collections::BTreeSet<String>,
 }
+
+/// The issuer's own expiry timer wakes at least this often (keys added or shortened since the
+/// last wake are then looked at), and exactly at the next expiry when that is sooner.
+const EXPIRY_CHECK_SECS: i64 = 60;
+/// How long adding or matching a key waits for the organization's key list (the node's HTTP
+/// server gives a request 15 s).
+const ADD_KEY_LOOKUP_SECS: u64 = 10;
 
 fn now() -> Timestamp {
     chrono::Utc::now()
@@ -154,6 +166,7 @@ impl KeyIssuer {
             self.pool.set_spent(key, hourly.spent(key));
         }
         self.rt.hourly = hourly;
+        self.rt.models_seen = db.models_seen().await?.into_iter().collect();
         log::info(&format!("restored {count} issued nodes and {} keys", self.pool.keys().count()));
         Ok(db)
     }
@@ -188,22 +201,61 @@ impl KeyIssuer {
             self.audit("key-issuer", "key retired", &format!("key {key}"), &reason.to_string());
         }
         self.save();
-        self.wake_poller();
+        self.wake_poller_for_work();
     }
 
-    /// Asks the poller to run a tick now (it picks up retirements and resolutions).
-    fn wake_poller(&self) {
+    /// Asks the poller to carry out pending retirements (and fetch the usage of keys matched
+    /// late) now rather than at its next tick.
+    fn wake_poller_for_work(&self) {
+        let work = self.pending_work();
+        if work.retire.is_empty() && work.backfill.is_empty() {
+            return;
+        }
         hyperapp::spawn(async {
-            let _ = ask_poller::<()>(serde_json::json!({"PollNow": null}), 5).await;
+            let _ = ask_poller::<()>(serde_json::json!({"DoPendingWork": null}), 5).await;
         });
+    }
+
+    /// Audits and persists what a read of the organization's keys changed.
+    fn note_org_sync(&mut self, sync: &OrgSync, actor: &str) {
+        for (key, status) in &sync.retired {
+            self.audit(actor, "key retired", &format!("key {key}: the organization holds it as {status}"), "retired: organization");
+        }
+        for key in &sync.matched {
+            let id = match self.pool.key(*key).map(|r| &r.resolution) {
+                Some(Resolution::Resolved { api_key_id, .. }) => api_key_id.clone(),
+                _ => continue,
+            };
+            self.audit(actor, "key matched", &format!("key {key} is {id}"), "matched");
+        }
+        for key in &sync.shortened {
+            self.audit(actor, "key expiry shortened", &format!("key {key}"), "the organization's own expiry is earlier");
+        }
+        for (key, status) in &sync.confirmed {
+            self.audit(actor, "Admin API status set", &format!("key {key}"), status);
+        }
+        self.save();
+    }
+
+    /// The issuer's own expiry timer: retires keys when they expire, without waiting for a
+    /// request or a push from the poller.
+    async fn run_expiry_timer(&mut self) {
+        loop {
+            let at = now();
+            let until_next = self.pool.next_expiry().map_or(EXPIRY_CHECK_SECS, |t| (t - at).num_seconds() + 1);
+            let wait_secs = until_next.clamp(1, EXPIRY_CHECK_SECS) as u64;
+            let _ = hyperapp::sleep(wait_secs * 1000).await;
+            self.sweep(now());
+        }
     }
 
     fn key_view(&self, key: KeyId, at: Timestamp) -> Option<KeyView> {
         let record = self.pool.key(key)?;
         let eligible = self.pool.eligible_keys(at).contains(&key);
-        Some(KeyView::of(record, self.pool.node_count_of(key), eligible))
+        Some(KeyView::of(record, self.pool.node_count_of(key), eligible, at))
     }
 
+    /// Retirements to carry out and late-matched keys whose usage must be fetched.
     fn pending_work(&self) -> PollerWork {
         let mut work = PollerWork::default();
         for key in self.pool.pending_remote_retirements() {
@@ -211,24 +263,13 @@ impl KeyIssuer {
                 work.retire.push(RetireOrder { key, api_key_id: api_key_id.clone(), status: self.settings.retire_to });
             }
         }
-        for record in self.pool.keys() {
-            if record.removed || record.retirement.is_some() {
-                continue;
-            }
-            if matches!(record.resolution, Resolution::Unresolved { .. }) {
-                work.resolve.push(HintQuery { key: record.id, hint: record.hint.to_string() });
-            }
-        }
+        work.backfill = self
+            .pool
+            .pending_backfills()
+            .into_iter()
+            .map(|(key, api_key_id, from)| BackfillOrder { key, api_key_id, from })
+            .collect();
         work
-    }
-
-    fn apply_resolutions(&mut self, resolutions: Vec<KeyResolution>) {
-        for KeyResolution { key, resolution } in resolutions {
-            if self.pool.key(key).is_some() {
-                self.pool.set_resolution(key, resolution);
-            }
-        }
-        self.save();
     }
 
     /// Remembers whether the poller answered, for the status page.
@@ -253,7 +294,7 @@ impl KeyIssuer {
         }
         self.save();
         self.audit("operator", action, &format!("key {key}"), outcome);
-        self.wake_poller();
+        self.wake_poller_for_work();
         Ok(self.key_view(key, at).expect("the key exists"))
     }
 
@@ -270,6 +311,7 @@ impl KeyIssuer {
             retire_to: s.retire_to,
             price_table: s.price_table.clone(),
             p2p_requests_per_minute: s.p2p_requests_per_minute,
+            issue_unmatched_keys: s.issue_unmatched_keys,
         }
     }
 
@@ -277,18 +319,14 @@ impl KeyIssuer {
     async fn store_usage(&mut self, push: UsagePush) -> Result<u64, String> {
         let db = self.db().await?;
         let mut stored = 0;
-        let mut unknown_models = vec![];
         for bucket in push.buckets {
             let Some(key) = self.pool.key_by_api_id(&bucket.api_key_id) else { continue };
             let mut priced = Vec::with_capacity(bucket.models.len());
             for usage in bucket.models {
-                let amount = match self.settings.price_table.lookup(&usage.model) {
-                    Ok(entry) => cost::price_tokens(&usage.tokens, &entry.prices, self.settings.price_table.web_search_per_thousand),
-                    Err(_) => {
-                        unknown_models.push(usage.model.clone());
-                        MicroUsd::ZERO
-                    }
-                };
+                let (amount, _) = cost::price_usage(&usage, &self.settings.price_table);
+                if !self.rt.models_seen.contains(&usage.model) {
+                    self.rt.models_seen.insert(usage.model.clone());
+                }
                 priced.push((usage, amount));
             }
             let amount: MicroUsd = priced.iter().map(|(_, m)| *m).sum();
@@ -298,13 +336,48 @@ impl KeyIssuer {
             self.pool.set_spent(key, spent);
             stored += 1;
         }
-        if !unknown_models.is_empty() {
-            unknown_models.sort();
-            unknown_models.dedup();
-            log::warn(&format!("no price for models {unknown_models:?}: counted as zero until the price table has them"));
-        }
         self.sweep(now());
         Ok(stored)
+    }
+
+    /// Prices every stored usage row again with the current table (the raw token counts are
+    /// kept), then rebuilds spend and the hourly series from SQLite, so that budgets follow the
+    /// operator's table.
+    async fn reprice_stored_usage(&mut self) -> Result<(), String> {
+        let db = self.db().await?;
+        db.reprice(&self.settings.price_table).await?;
+        let mut hourly = HourlyCosts::default();
+        let series = db.hourly_costs().await?;
+        for record_id in self.pool.keys().map(|r| r.id).collect::<Vec<_>>() {
+            self.pool.set_spent(record_id, MicroUsd::ZERO);
+        }
+        for (key, points) in series {
+            for (bucket, amount) in points {
+                hourly.set(key, bucket, amount);
+            }
+            self.pool.set_spent(key, hourly.spent(key));
+        }
+        self.rt.hourly = hourly;
+        self.sweep(now());
+        Ok(())
+    }
+
+    /// Models seen in usage that no price entry matches: priced at the highest known rates until
+    /// the operator prices them.
+    fn unknown_models(&self) -> Vec<http_api::UnknownModelView> {
+        let table = &self.settings.price_table;
+        self.rt
+            .models_seen
+            .iter()
+            .filter(|m| table.match_model(m).1 == PriceMatch::Fallback)
+            .map(|m| http_api::UnknownModelView::of(m, table))
+            .collect()
+    }
+
+    /// Asks the poller for the organization's keys (every page).
+    async fn org_keys(&mut self, timeout_secs: u64) -> Result<Vec<ApiKeyObject>, String> {
+        let answer = ask_poller::<Vec<ApiKeyObject>>(serde_json::json!({"ListOrgKeys": null}), timeout_secs).await;
+        self.note_poller(answer)
     }
 }
 
@@ -320,9 +393,21 @@ impl KeyIssuer {
     async fn start(&mut self) {
         log::init_logging();
         self.rt.rng = Some(StdRng::from_entropy());
+        self.pool.upgrade_saved_state();
+        let prices_upgraded = self.settings.upgrade_saved_state();
+        if prices_upgraded {
+            log::info("price table: added the default prices this release knows for models it lacked");
+        }
+        self.pool.set_issue_unmatched(self.settings.issue_unmatched_keys);
+        self.save();
         match self.db().await {
             Ok(_) => log::info("ready"),
             Err(e) => log::warn(&format!("starting without storage: {e}")),
+        }
+        if prices_upgraded {
+            if let Err(e) = self.reprice_stored_usage().await {
+                log::warn(&format!("could not price stored usage with the upgraded table: {e}"));
+            }
         }
         // Tell the poller its settings (it may start after us: retry a few times).
         let config = self.settings.poller.clone();
@@ -333,6 +418,7 @@ impl KeyIssuer {
             }
             let _ = hyperapp::sleep(1000 * (attempt + 1)).await;
         }
+        self.run_expiry_timer().await;
     }
 
     // ----- peer-to-peer: the one handler other nodes may call -----
@@ -425,12 +511,38 @@ impl KeyIssuer {
         Ok(costs.len() as u64)
     }
 
+    /// The organization's keys, read in full by the poller at every tick: the truth about each
+    /// key's life. Answers the work that follows from it (retirements, backfills).
     #[local]
-    fn push_resolutions(&mut self, resolutions: Vec<KeyResolution>) -> Result<(), String> {
+    fn push_org_keys(&mut self, keys: Vec<ApiKeyObject>) -> Result<PollerWork, String> {
         if !from_our_poller(&hyperapp::source()) {
             return Err(NOT_FROM_POLLER.to_string());
         }
-        self.apply_resolutions(resolutions);
+        let sync = self.pool.apply_org_keys(&keys, now());
+        self.note_org_sync(&sync, "cost-poller");
+        self.sweep(now());
+        Ok(self.pending_work())
+    }
+
+    /// The poller's retirement timer (and the start of each tick) asks what is due.
+    #[local]
+    fn fetch_work(&mut self) -> Result<PollerWork, String> {
+        if !from_our_poller(&hyperapp::source()) {
+            return Err(NOT_FROM_POLLER.to_string());
+        }
+        self.sweep(now());
+        Ok(self.pending_work())
+    }
+
+    /// A late-matched key's usage since it was added has been pushed.
+    #[local]
+    fn push_backfill_done(&mut self, key: KeyId) -> Result<(), String> {
+        if !from_our_poller(&hyperapp::source()) {
+            return Err(NOT_FROM_POLLER.to_string());
+        }
+        self.pool.usage_backfilled(key);
+        self.save();
+        self.audit("cost-poller", "usage fetched", &format!("key {key}: usage since it was added"), "done");
         Ok(())
     }
 
@@ -445,8 +557,13 @@ impl KeyIssuer {
                     self.pool.confirm_remote_retirement(result.key, status.clone());
                     self.audit("cost-poller", "Admin API status set", &format!("key {}", result.key), &status);
                 }
-                RetirementOutcome::Failed { error } => {
-                    self.audit("cost-poller", "Admin API status change failed", &format!("key {}", result.key), &error);
+                RetirementOutcome::Failed { error, needs_operator } => {
+                    // Audit a failure once, not at every retry.
+                    let previous = self.pool.key(result.key).and_then(|r| r.retirement.as_ref()).and_then(|r| r.last_error.clone());
+                    if previous.as_ref().map(|e| &e.message) != Some(&error) {
+                        self.audit("cost-poller", "Admin API status change failed", &format!("key {}", result.key), &error);
+                    }
+                    self.pool.note_retirement_error(result.key, RetirementError { message: error, needs_operator, at: now() });
                 }
             }
         }
@@ -474,7 +591,7 @@ impl KeyIssuer {
         let eligible = self.pool.eligible_keys(at);
         self.pool
             .keys()
-            .map(|r| KeyView::of(r, self.pool.node_count_of(r.id), eligible.contains(&r.id)))
+            .map(|r| KeyView::of(r, self.pool.node_count_of(r.id), eligible.contains(&r.id), at))
             .collect()
     }
 
@@ -486,23 +603,65 @@ impl KeyIssuer {
             Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
         };
         let name = new_key.name.clone();
-        let hint = new_key.secret.hint().to_string();
+        let hint = new_key.secret.hint();
+        if let Err(e) = self.pool.check_new_key(&new_key, at) {
+            self.audit("operator", "add key", &format!("\"{name}\" ({hint})"), &format!("refused: {e}"));
+            return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST);
+        }
+        // Look the key up in the organization first: a key it has stopped is refused. When the
+        // Admin API cannot be asked now, the key is added unmatched and the next tick matches it.
+        let org_keys = self.org_keys(ADD_KEY_LOOKUP_SECS).await.ok();
+        if let Some(keys) = &org_keys {
+            if let Resolution::Resolved { api_key_id, .. } = admin_api::resolve_hint(&hint, keys) {
+                let status = keys.iter().find(|k| k.id == api_key_id).map(|k| k.status.to_string()).unwrap_or_default();
+                if status != "active" {
+                    let e = PoolError::StoppedInOrganization { api_key_id, status };
+                    self.audit("operator", "add key", &format!("\"{name}\" ({hint})"), &format!("refused: {e}"));
+                    return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST);
+                }
+            }
+        }
         let key = match self.pool.add_key(new_key, at) {
             Ok(key) => key,
-            Err(e) => {
-                self.audit("operator", "add key", &name, &format!("refused: {e}"));
-                return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST);
-            }
+            Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
         };
-        self.save();
         self.audit("operator", "add key", &format!("key {key} \"{name}\" ({hint})"), "added");
-        // Resolve its Admin API id now if the poller can; otherwise its next tick will.
-        if let Ok(resolutions) =
-            ask_poller::<Vec<KeyResolution>>(serde_json::json!({"ResolveKeys": [HintQuery { key, hint }]}), 30).await
-        {
-            self.apply_resolutions(resolutions);
+        if let Some(keys) = org_keys {
+            let sync = self.pool.apply_org_keys(&keys, now());
+            self.note_org_sync(&sync, "key-issuer");
         }
+        self.save();
+        self.wake_poller_for_work();
         Ok(self.key_view(key, now()).expect("the key was just added"))
+    }
+
+    /// `{"MatchKey": {"key": 3, "api_key_id": "apikey_..."}}`: the operator names a key's Admin API
+    /// id; it is checked against the organization's keys.
+    #[http]
+    async fn match_key(&mut self, body: serde_json::Value) -> Result<KeyView, String> {
+        let (key, api_key_id) = match http_api::parse_match_key(&body) {
+            Ok(parsed) => parsed,
+            Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
+        };
+        if self.pool.key(key).is_none() {
+            return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
+        }
+        let keys = match self.org_keys(ADD_KEY_LOOKUP_SECS).await {
+            Ok(keys) => keys,
+            Err(e) => return http_result(Err(format!("could not read the organization's keys: {e}")), StatusCode::BAD_GATEWAY),
+        };
+        match self.pool.match_by_hand(key, &api_key_id, &keys, now()) {
+            Ok(sync) => {
+                self.audit("operator", "match key by hand", &format!("key {key} is {api_key_id}"), "matched");
+                self.note_org_sync(&OrgSync { matched: vec![], ..sync }, "operator");
+                self.wake_poller_for_work();
+                Ok(self.key_view(key, now()).expect("checked above"))
+            }
+            Err(e) => {
+                self.audit("operator", "match key by hand", &format!("key {key} as {api_key_id}"), &format!("refused: {e}"));
+                http_result(Err(e.to_string()), StatusCode::BAD_REQUEST)
+            }
+        }
     }
 
     #[http]
@@ -638,9 +797,16 @@ impl KeyIssuer {
             Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
         };
         let poller_changed = next.poller != self.settings.poller;
+        let prices_changed = next.price_table != self.settings.price_table;
         self.settings = next;
+        self.pool.set_issue_unmatched(self.settings.issue_unmatched_keys);
         self.save();
         self.audit("operator", "settings changed", &body_keys(&body), "saved");
+        if prices_changed {
+            if let Err(e) = self.reprice_stored_usage().await {
+                return http_result(Err(format!("saved, but stored usage could not be priced again: {e}")), StatusCode::SERVICE_UNAVAILABLE);
+            }
+        }
         if poller_changed {
             let config = self.settings.poller.clone();
             if let Err(e) = ask_poller::<()>(serde_json::json!({"Configure": config}), 10).await {
@@ -700,22 +866,11 @@ impl KeyIssuer {
 
     #[http(path = "/api/status")]
     fn status(&self) -> StatusView {
-        let pending = self.pool.pending_remote_retirements().len() as u32;
-        let unresolved = self
-            .pool
-            .keys()
-            .filter(|r| !r.removed && matches!(r.resolution, Resolution::Unresolved { .. }))
-            .count() as u32;
-        let summary = wit_api::pool_summary(&self.pool, now());
-        StatusView {
-            now: rfc3339(now()),
-            poller: self.poller_status.clone(),
-            poller_reachable: self.rt.poller_reachable,
-            active_keys: summary.active_keys,
-            historical_keys: summary.historical_keys,
-            pending_admin_api_retirements: pending,
-            unresolved_keys: unresolved,
-        }
+        let at = now();
+        let summary = wit_api::pool_summary(&self.pool, at);
+        let mut view = StatusView::of(&self.pool, self.poller_status.clone(), self.rt.poller_reachable, &summary, at);
+        view.unknown_models = self.unknown_models();
+        view
     }
 
     /// Figures beside the overview plot.
@@ -731,14 +886,17 @@ impl KeyIssuer {
         let Some(record) = self.pool.key(key) else {
             return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
         };
-        let query = HintQuery { key, hint: record.hint.to_string() };
-        let answer = ask_poller::<KeyCheck>(serde_json::json!({"CheckKey": query}), 120).await;
-        let answer = self.note_poller(answer);
-        if let Ok(check) = &answer {
-            self.apply_resolutions(vec![KeyResolution { key, resolution: check.resolution.clone() }]);
-            self.audit("operator", "test key", &format!("key {key}"), &check.message);
-        }
-        http_result(answer, StatusCode::BAD_GATEWAY)
+        let hint = record.hint.clone();
+        let keys = match self.org_keys(ADD_KEY_LOOKUP_SECS).await {
+            Ok(keys) => keys,
+            Err(e) => return http_result(Err(e), StatusCode::BAD_GATEWAY),
+        };
+        let check = admin_api::check_key(&hint, &keys);
+        let sync = self.pool.apply_org_keys(&keys, now());
+        self.note_org_sync(&sync, "operator");
+        self.wake_poller_for_work();
+        self.audit("operator", "test key", &format!("key {key}"), &check.message);
+        Ok(check)
     }
 
     #[http(path = "/api/summary")]

@@ -147,20 +147,35 @@ impl AdminApiBase {
         url
     }
 
-    /// Hourly usage grouped by key and model.
+    /// Hourly usage grouped by key, model, service tier and context window (each priced at its
+    /// own rate).
     pub fn usage_report(&self, starting_at: Timestamp, ending_at: Timestamp, page: Option<&str>) -> Result<url::Url, AdminApiError> {
-        Ok(self.report(
-            "/v1/organizations/usage_report/messages",
-            &[
-                ("starting_at", rfc3339(starting_at)),
-                ("ending_at", rfc3339(ending_at)),
-                ("bucket_width", "1h".into()),
-                ("limit", "168".into()),
-                ("group_by[]", "api_key_id".into()),
-                ("group_by[]", "model".into()),
-            ],
-            page,
-        ))
+        self.usage_report_of(None, starting_at, ending_at, page)
+    }
+
+    /// [`AdminApiBase::usage_report`], limited to one key when `api_key_id` is given (the usage of
+    /// a key matched late, fetched from when it was added).
+    pub fn usage_report_of(
+        &self,
+        api_key_id: Option<&str>,
+        starting_at: Timestamp,
+        ending_at: Timestamp,
+        page: Option<&str>,
+    ) -> Result<url::Url, AdminApiError> {
+        let mut params = vec![
+            ("starting_at", rfc3339(starting_at)),
+            ("ending_at", rfc3339(ending_at)),
+            ("bucket_width", "1h".into()),
+            ("limit", "168".into()),
+            ("group_by[]", "api_key_id".into()),
+            ("group_by[]", "model".into()),
+            ("group_by[]", "service_tier".into()),
+            ("group_by[]", "context_window".into()),
+        ];
+        if let Some(id) = api_key_id {
+            params.push(("api_key_ids[]", check_id(id)?.to_string()));
+        }
+        Ok(self.report("/v1/organizations/usage_report/messages", &params, page))
     }
 
     /// Daily cost grouped by workspace and description.
@@ -193,7 +208,9 @@ pub fn request_headers(admin_key: &str, beta: Option<&str>) -> Vec<(&'static str
     headers
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// An API key's status in the organization; serialised as the Admin API's own string, so it
+/// round-trips between the processes.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiKeyStatus {
     Active,
     Inactive,
@@ -212,6 +229,12 @@ impl<'de> Deserialize<'de> for ApiKeyStatus {
             "expired" => ApiKeyStatus::Expired,
             _ => ApiKeyStatus::Other(s),
         })
+    }
+}
+
+impl Serialize for ApiKeyStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -485,10 +508,11 @@ pub fn next_report_page<R>(page: &ReportPage<R>) -> Result<Option<String>, Admin
     }
 }
 
-/// Usage summed per (api key id, bucket start), per model. Rows without a key id (Console
-/// Workbench usage) are skipped and counted.
+/// Usage summed per (api key id, bucket start), per (model, service tier, context window). Rows
+/// without a key id (Console Workbench usage) are skipped and counted.
 pub fn usage_by_key(pages: &[ReportPage<UsageRow>]) -> (BTreeMap<(String, Timestamp), Vec<ModelUsage>>, usize) {
-    let mut sums: BTreeMap<(String, Timestamp), BTreeMap<String, TokenCounts>> = BTreeMap::new();
+    type Class = (String, Option<String>, Option<String>);
+    let mut sums: BTreeMap<(String, Timestamp), BTreeMap<Class, TokenCounts>> = BTreeMap::new();
     let mut skipped = 0;
     for bucket in pages.iter().flat_map(|p| &p.data) {
         for row in &bucket.results {
@@ -499,14 +523,20 @@ pub fn usage_by_key(pages: &[ReportPage<UsageRow>]) -> (BTreeMap<(String, Timest
             let model = row.model.clone().unwrap_or_else(|| "unknown".to_string());
             sums.entry((key.clone(), bucket.starting_at))
                 .or_default()
-                .entry(model)
+                .entry((model, row.service_tier.clone(), row.context_window.clone()))
                 .or_default()
                 .add(&row.tokens());
         }
     }
     let by_key = sums
         .into_iter()
-        .map(|(k, models)| (k, models.into_iter().map(|(model, tokens)| ModelUsage { model, tokens }).collect()))
+        .map(|(k, classes)| {
+            let usage = classes
+                .into_iter()
+                .map(|((model, service_tier, context_window), tokens)| ModelUsage { model, service_tier, context_window, tokens })
+                .collect();
+            (k, usage)
+        })
         .collect();
     (by_key, skipped)
 }

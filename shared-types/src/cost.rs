@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::pool::NodeId;
-use crate::price::{ModelPrices, PriceTable};
+use crate::price::{EffectivePrice, ModelPrices, PriceTable};
 use crate::{MicroUsd, Timestamp};
 
 /// Where a cost figure comes from.
@@ -82,23 +82,24 @@ pub fn price_tokens(tokens: &TokenCounts, prices: &ModelPrices, web_search_per_t
     MicroUsd(micro.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
 }
 
+/// Tokens of one model at one service tier and context window (each priced at its own rate).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelUsage {
     pub model: String,
+    /// `standard`, `batch`, `priority`, ...; None when the Admin API did not say.
+    #[serde(default)]
+    pub service_tier: Option<String>,
+    /// `0-200k`, `200k-1M`, ...; None when the Admin API did not say.
+    #[serde(default)]
+    pub context_window: Option<String>,
     pub tokens: TokenCounts,
 }
 
-/// Prices one bucket's usage; models without a price count as zero and are returned.
-pub fn price_bucket(usage: &[ModelUsage], table: &PriceTable) -> (MicroUsd, Vec<String>) {
-    let mut total = MicroUsd::ZERO;
-    let mut unknown = vec![];
-    for u in usage {
-        match table.lookup(&u.model) {
-            Ok(entry) => total += price_tokens(&u.tokens, &entry.prices, table.web_search_per_thousand),
-            Err(_) => unknown.push(u.model.clone()),
-        }
-    }
-    (total, unknown)
+/// Prices one usage row at its model's, tier's and context window's rates. Every row gets a
+/// price: a model nothing matches is priced at the highest known rates (`matched` says so).
+pub fn price_usage(usage: &ModelUsage, table: &PriceTable) -> (MicroUsd, EffectivePrice) {
+    let price = table.price_for(&usage.model, usage.service_tier.as_deref(), usage.context_window.as_deref());
+    (price_tokens(&usage.tokens, &price.prices, price.web_search_per_thousand), price)
 }
 
 /// One bucket's cost, or a running total at that bucket.
@@ -319,6 +320,7 @@ pub fn drift_basis_points(estimate: MicroUsd, authoritative: MicroUsd) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::price::PriceMatch;
 
     fn t(hours: i64) -> Timestamp {
         chrono::DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 3600 + hours * 3600, 0).unwrap()
@@ -360,14 +362,24 @@ mod tests {
     }
 
     #[test]
-    fn unknown_models_are_reported() {
-        let usage = vec![
-            ModelUsage { model: "claude-haiku-4-5".into(), tokens: TokenCounts { output: 1_000, ..Default::default() } },
-            ModelUsage { model: "mystery".into(), tokens: TokenCounts { output: 1_000, ..Default::default() } },
-        ];
-        let (total, unknown) = price_bucket(&usage, &PriceTable::default());
-        assert_eq!(total, MicroUsd(5_000));
-        assert_eq!(unknown, vec!["mystery".to_string()]);
+    fn every_row_is_priced_and_unknown_models_at_the_highest_rates() {
+        let row = |model: &str, tier: Option<&str>, window: Option<&str>| ModelUsage {
+            model: model.into(),
+            service_tier: tier.map(str::to_string),
+            context_window: window.map(str::to_string),
+            tokens: TokenCounts { uncached_input: 1_000_000, output: 100_000, ..Default::default() },
+        };
+        let table = PriceTable::default();
+        // Haiku 4.5: 1 M input × 1 + 0.1 M output × 5 = 1.5 USD.
+        assert_eq!(price_usage(&row("claude-haiku-4-5-20251001", None, None), &table).0, MicroUsd(1_500_000));
+        // Sonnet 3.7, batch: (3 + 0.1 × 15) / 2 = 2.25 USD.
+        assert_eq!(price_usage(&row("claude-3-7-sonnet-20250219", Some("batch"), None), &table).0, MicroUsd(2_250_000));
+        // Sonnet 4.5, long context: 1 × 6 + 0.1 × 22.5 = 8.25 USD.
+        assert_eq!(price_usage(&row("claude-sonnet-4-5-20250929", None, Some("200k-1M")), &table).0, MicroUsd(8_250_000));
+        let (amount, price) = price_usage(&row("mystery", None, None), &table);
+        assert_eq!(price.matched, PriceMatch::Fallback);
+        // The highest known rates: Opus 4 / Opus 3 at 15 input and 75 output: 15 + 7.5 = 22.5 USD.
+        assert_eq!(amount, MicroUsd(22_500_000));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::messages::{PollerConfig, PollerStatus, RetireTo};
-use crate::pool::{KeyId, KeyRecord, NewKey, RemoteRetirement, Resolution};
+use crate::pool::{KeyId, KeyPool, KeyRecord, NewKey, RemoteRetirement, Resolution};
 use crate::price::PriceTable;
 use crate::wit_api::rfc3339;
 use crate::{ApiKeySecret, MicroUsd, Timestamp};
@@ -38,6 +38,32 @@ pub struct Settings {
     pub retire_to: RetireTo,
     pub price_table: PriceTable,
     pub p2p_requests_per_minute: u32,
+    /// Issue keys not yet matched to their Admin API id (their spend cannot be tracked until
+    /// they match, so their budget is not enforced). Off by default.
+    #[serde(default)]
+    pub issue_unmatched_keys: bool,
+    /// Which release's default prices the table has been brought up to (see
+    /// [`Settings::upgrade_saved_state`]).
+    #[serde(default)]
+    pub price_table_revision: u32,
+}
+
+/// Bumped when a release adds default price entries: a saved table then gains the entries it
+/// lacks, once.
+pub const PRICE_TABLE_REVISION: u32 = 1;
+
+impl Settings {
+    /// Brings settings saved by an older release up to date; true when the price table changed
+    /// (stored usage must then be priced again).
+    pub fn upgrade_saved_state(&mut self) -> bool {
+        if self.price_table_revision >= PRICE_TABLE_REVISION {
+            return false;
+        }
+        self.price_table_revision = PRICE_TABLE_REVISION;
+        let added = self.price_table.add_missing_defaults();
+        let removed = self.price_table.remove_legacy_family_defaults();
+        !added.is_empty() || !removed.is_empty()
+    }
 }
 
 impl Default for Settings {
@@ -50,6 +76,8 @@ impl Default for Settings {
             retire_to: RetireTo::Inactive,
             price_table: PriceTable::default(),
             p2p_requests_per_minute: 10,
+            issue_unmatched_keys: false,
+            price_table_revision: PRICE_TABLE_REVISION,
         }
     }
 }
@@ -134,6 +162,7 @@ pub fn apply_settings_update(current: &Settings, body: &serde_json::Value) -> Re
             "retire_to",
             "price_table",
             "p2p_requests_per_minute",
+            "issue_unmatched_keys",
         ],
     )?;
     let mut next = current.clone();
@@ -189,7 +218,26 @@ pub fn apply_settings_update(current: &Settings, body: &serde_json::Value) -> Re
         }
         next.p2p_requests_per_minute = n as u32;
     }
+    match obj.get("issue_unmatched_keys") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Bool(b)) => next.issue_unmatched_keys = *b,
+        Some(_) => return Err(invalid("issue_unmatched_keys", "expected true or false")),
+    }
     Ok(next)
+}
+
+/// `MatchKey` body: `{"key": 3, "api_key_id": "apikey_..."}`.
+pub fn parse_match_key(body: &serde_json::Value) -> Result<(KeyId, String), RequestError> {
+    let obj = object(body, &["key", "api_key_id"])?;
+    let key = u64_field(&obj, "key")?.ok_or(RequestError::Missing("key"))?;
+    let id = string_field(&obj, "api_key_id")?.ok_or(RequestError::Missing("api_key_id"))?.trim();
+    let well_formed = id.starts_with("apikey_")
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !well_formed {
+        return Err(invalid("api_key_id", "expected an Admin API key id like apikey_01Rj..."));
+    }
+    Ok((KeyId(key), id.to_string()))
 }
 
 /// `SetAdminKey` body: `{"admin_key": "sk-ant-admin01-..."}`. Returns the validated key.
@@ -212,7 +260,8 @@ pub struct KeyView {
     pub status: String,
     pub retired_reason: Option<String>,
     pub retired_at: Option<String>,
-    /// `pending`, `confirmed: <status>`, `not needed` — the Admin API side of a retirement.
+    /// `pending`, `pending: not matched yet`, `confirmed: <status>` — the Admin API side of a
+    /// retirement.
     pub admin_api_retirement: Option<String>,
     pub api_key_id: Option<String>,
     pub workspace_id: Option<String>,
@@ -225,10 +274,40 @@ pub struct KeyView {
     pub node_cap: Option<u32>,
     pub nodes: u64,
     pub eligible: bool,
+    /// Why an active key is not handed to new nodes, when it is not.
+    pub not_issued_because: Option<String>,
+    /// The key's status in the organization at the last read (`active`, `inactive`, ...;
+    /// `not found` when its id was absent from the list), and its own expiry there.
+    pub org_status: Option<String>,
+    pub org_expires_at: Option<String>,
+    /// The last failure to set the Admin API status of this retired key.
+    pub retirement_error: Option<String>,
+    /// True when that failure needs the operator (401/403).
+    pub retirement_needs_operator: bool,
+}
+
+/// Why an active key that is not eligible is not handed out.
+fn not_issued_because(record: &KeyRecord, nodes: usize, eligible: bool, now: Timestamp) -> Option<String> {
+    if eligible || record.retirement.is_some() {
+        return None;
+    }
+    Some(
+        if let Some(reason) = record.due_retirement(now) {
+            format!("due for retirement ({reason})")
+        } else if record.secret.is_none() {
+            "its secret was removed".to_string()
+        } else if matches!(record.resolution, Resolution::Unresolved { .. }) {
+            "not matched to an Admin API key yet: unmatched keys are not issued (Settings can allow it), so their spend can be tracked".to_string()
+        } else if record.node_cap.is_some_and(|cap| nodes >= cap as usize) {
+            "its node cap is reached".to_string()
+        } else {
+            "not eligible".to_string()
+        },
+    )
 }
 
 impl KeyView {
-    pub fn of(record: &KeyRecord, nodes: usize, eligible: bool) -> KeyView {
+    pub fn of(record: &KeyRecord, nodes: usize, eligible: bool, now: Timestamp) -> KeyView {
         let (api_key_id, workspace_id, unresolved_reason) = match &record.resolution {
             Resolution::Resolved { api_key_id, workspace_id } => (Some(api_key_id.clone()), workspace_id.clone(), None),
             Resolution::Unresolved { why } => (None, None, Some(why.clone())),
@@ -250,7 +329,7 @@ impl KeyView {
             admin_api_retirement: record.retirement.as_ref().map(|r| match &r.remote {
                 RemoteRetirement::Pending => "pending".to_string(),
                 RemoteRetirement::Confirmed { status } => format!("confirmed: {status}"),
-                RemoteRetirement::NotNeeded => "not needed (key not resolved)".to_string(),
+                RemoteRetirement::NotNeeded | RemoteRetirement::AwaitingMatch => "pending: not matched yet".to_string(),
             }),
             api_key_id,
             workspace_id,
@@ -262,6 +341,11 @@ impl KeyView {
             node_cap: record.node_cap,
             nodes: nodes as u64,
             eligible,
+            not_issued_because: not_issued_because(record, nodes, eligible, now),
+            org_status: record.org.as_ref().map(|o| o.status.clone().unwrap_or_else(|| "not found".to_string())),
+            org_expires_at: record.org.as_ref().and_then(|o| o.expires_at).map(rfc3339),
+            retirement_error: record.retirement.as_ref().and_then(|r| r.last_error.as_ref()).map(|e| e.message.clone()),
+            retirement_needs_operator: record.retirement.as_ref().and_then(|r| r.last_error.as_ref()).is_some_and(|e| e.needs_operator),
         }
     }
 }
@@ -360,6 +444,7 @@ pub struct SettingsView {
     pub retire_to: RetireTo,
     pub price_table: PriceTable,
     pub p2p_requests_per_minute: u32,
+    pub issue_unmatched_keys: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,6 +457,86 @@ pub struct StatusView {
     pub historical_keys: u32,
     pub pending_admin_api_retirements: u32,
     pub unresolved_keys: u32,
+    /// Keys not matched to an Admin API id, with why.
+    pub unmatched: Vec<KeyAttention>,
+    /// Retirements whose Admin API status change keeps failing.
+    pub retirement_errors: Vec<KeyAttention>,
+    /// Matched keys whose id the organization's last list did not hold.
+    pub missing_in_organization: Vec<KeyAttention>,
+    /// Models priced by the fallback rate until the operator prices them.
+    pub unknown_models: Vec<UnknownModelView>,
+}
+
+/// A key the status page asks the operator to look at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAttention {
+    pub key: KeyId,
+    pub name: String,
+    pub message: String,
+    /// Retrying will not help until the operator acts.
+    pub needs_operator: bool,
+}
+
+/// A model no price entry matches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownModelView {
+    pub model: String,
+    pub message: String,
+}
+
+impl UnknownModelView {
+    pub fn of(model: &str, table: &PriceTable) -> UnknownModelView {
+        let rates = table.highest_rates();
+        let usd = |m: MicroUsd| m.format_usd();
+        UnknownModelView {
+            model: model.to_string(),
+            message: format!(
+                "unknown model {model}, priced at the highest known rates (input {} / output {} USD per million tokens) — set its price",
+                usd(rates.input),
+                usd(rates.output)
+            ),
+        }
+    }
+}
+
+impl StatusView {
+    /// Everything but the unknown models (the issuer knows which models it has seen).
+    pub fn of(pool: &KeyPool, poller: PollerStatus, poller_reachable: bool, summary: &crate::wit_api::PoolSummary, now: Timestamp) -> StatusView {
+        let attention = |record: &KeyRecord, message: String, needs_operator: bool| KeyAttention { key: record.id, name: record.name.clone(), message, needs_operator };
+        let mut unmatched = vec![];
+        let mut retirement_errors = vec![];
+        let mut missing_in_organization = vec![];
+        for record in pool.keys() {
+            if let Resolution::Unresolved { why } = &record.resolution {
+                if pool.keys_to_match().contains(&record.id) {
+                    let what = if record.retirement.is_some() { "retired, pending: not matched yet" } else { "not issued until matched" };
+                    unmatched.push(attention(record, format!("{why} ({what}); match it by hand with its apikey_ id"), false));
+                }
+            }
+            if let Some(e) = record.retirement.as_ref().and_then(|r| r.last_error.as_ref()) {
+                retirement_errors.push(attention(record, e.message.clone(), e.needs_operator));
+            }
+            if record.org.as_ref().is_some_and(|o| o.status.is_none()) && !record.removed {
+                missing_in_organization.push(attention(record, "its Admin API id was not in the organization's key list".to_string(), false));
+            }
+        }
+        StatusView {
+            now: rfc3339(now),
+            poller,
+            poller_reachable,
+            active_keys: summary.active_keys,
+            historical_keys: summary.historical_keys,
+            pending_admin_api_retirements: pool.pending_remote_retirements().len() as u32 + pool
+                .keys()
+                .filter(|r| matches!(r.retirement.as_ref().map(|x| &x.remote), Some(RemoteRetirement::AwaitingMatch | RemoteRetirement::NotNeeded)))
+                .count() as u32,
+            unresolved_keys: unmatched.len() as u32,
+            unmatched,
+            retirement_errors,
+            missing_in_organization,
+            unknown_models: vec![],
+        }
+    }
 }
 
 /// One audit log entry. `detail` never holds a secret.
@@ -426,6 +591,7 @@ mod tests {
     fn pool_with_two_nodes() -> (crate::KeyPool, crate::cost::HourlyCosts) {
         use rand::SeedableRng;
         let mut pool = crate::KeyPool::new();
+        pool.set_issue_unmatched(true);
         let secret = ApiKeySecret::parse(SECRET).unwrap();
         let key = pool
             .add_key(NewKey { secret, name: "k".into(), lifetime_secs: 90 * 86400, budget: MicroUsd::from_usd(10), node_cap: None }, at(-20 * 86400))

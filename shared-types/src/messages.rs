@@ -1,8 +1,8 @@
 //! Messages between the key-issuer and the cost-poller (local requests, hyperapp JSON bodies).
 //!
 //! Issuer → poller: `Configure`, `SetAdminKey`, `ClearAdminKey`, `TestConnection`, `PollNow`,
-//! `ResolveKeys`. Poller → issuer: `PushUsage`, `PushWorkspaceCosts`, `PushResolutions`,
-//! `PushRetirementResults`, `PushPollerStatus`. Each side accepts them only from its sibling
+//! `RetireNow`, `ListOrgKeys`, `CheckKey`. Poller → issuer: `FetchWork`, `PushOrgKeys`, `PushUsage`,
+//! `PushWorkspaceCosts`, `PushBackfillDone`, `PushRetirementResults`, `PushPollerStatus`. Each side accepts them only from its sibling
 //! process of the same package on the same node ([`is_sibling`]).
 //! The admin key crosses only in `SetAdminKey`, issuer → poller; API key secrets never cross:
 //! the poller sees hints only.
@@ -84,18 +84,6 @@ pub struct AdminKeyInfo {
     pub set_at: Timestamp,
 }
 
-/// A key the poller should resolve to its Admin API id (hint only, never the secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HintQuery {
-    pub key: KeyId,
-    pub hint: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyResolution {
-    pub key: KeyId,
-    pub resolution: Resolution,
-}
 
 /// Set this key's Admin API status (retirement).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,8 +97,13 @@ pub struct RetireOrder {
 pub enum RetirementOutcome {
     /// The Admin API answered with the key in this status.
     Confirmed { status: String },
-    /// The call failed; the poller retries on its next tick.
-    Failed { error: String },
+    /// The call failed; the poller retries (on its retirement timer and every tick).
+    Failed {
+        error: String,
+        /// 401/403: the operator must give the admin key the rights to change keys.
+        #[serde(default)]
+        needs_operator: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +146,9 @@ pub struct PollerStatus {
     /// Usage rows skipped because they carry no key id (Console Workbench usage).
     pub skipped_rows: u64,
     pub polls_total: u64,
+    /// When the organization's keys were last read in full (every poll).
+    #[serde(default)]
+    pub org_keys_read_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,11 +159,21 @@ pub struct PollError {
     pub needs_operator: bool,
 }
 
-/// The issuer's answer to `PushPollerStatus`: what the poller still has to do.
+/// Fetch the usage of a key matched after it was added, from `from` on, by its id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillOrder {
+    pub key: KeyId,
+    pub api_key_id: String,
+    pub from: Timestamp,
+}
+
+/// The issuer's answer to `FetchWork`, `PushOrgKeys` and `PushPollerStatus`: what the poller
+/// still has to do. Retirements come first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollerWork {
     pub retire: Vec<RetireOrder>,
-    pub resolve: Vec<HintQuery>,
+    #[serde(default)]
+    pub backfill: Vec<BackfillOrder>,
 }
 
 /// Result of `TestConnection`.

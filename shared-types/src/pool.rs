@@ -32,6 +32,9 @@ pub enum RetireReason {
     Expired,
     Budget,
     Operator,
+    /// The organization holds the key as something other than `active` (deactivated, archived or
+    /// expired in the Console, or by its own expiry).
+    Organization,
 }
 
 impl std::fmt::Display for RetireReason {
@@ -40,6 +43,7 @@ impl std::fmt::Display for RetireReason {
             RetireReason::Expired => "expired",
             RetireReason::Budget => "budget",
             RetireReason::Operator => "operator",
+            RetireReason::Organization => "organization",
         })
     }
 }
@@ -51,8 +55,20 @@ pub enum RemoteRetirement {
     Pending,
     /// The Admin API answered with this status.
     Confirmed { status: String },
-    /// The key has no resolved Admin API id: nothing to call.
+    /// Written by older releases for a key retired before it was matched; read as `AwaitingMatch`
+    /// ([`KeyPool::upgrade_saved_state`]).
     NotNeeded,
+    /// The key has no Admin API id yet: matching goes on, and the status is set once it matches.
+    AwaitingMatch,
+}
+
+/// The last failed attempt to set a retired key's Admin API status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetirementError {
+    pub message: String,
+    /// 401/403: retrying will not help until the operator fixes the admin key's rights.
+    pub needs_operator: bool,
+    pub at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +76,26 @@ pub struct Retirement {
     pub reason: RetireReason,
     pub at: Timestamp,
     pub remote: RemoteRetirement,
+    #[serde(default)]
+    pub last_error: Option<RetirementError>,
+}
+
+/// What the organization said about a key at its last full read of the organization's keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgKeyState {
+    /// The Admin API status (`active`, `inactive`, `archived`, `expired`, or a newer one);
+    /// `None` when the key's id was absent from the organization's list.
+    pub status: Option<String>,
+    /// The key's own expiry in the organization, if it has one.
+    pub expires_at: Option<Timestamp>,
+    pub read_at: Timestamp,
+}
+
+impl OrgKeyState {
+    /// A status other than `active` stops the key (absent is not a status: it is only reported).
+    pub fn stopped_status(&self) -> Option<&str> {
+        self.status.as_deref().filter(|s| *s != "active")
+    }
 }
 
 /// Whether a key was matched to its Admin API key object.
@@ -84,6 +120,12 @@ pub struct KeyRecord {
     pub spent: MicroUsd,
     pub retirement: Option<Retirement>,
     pub removed: bool,
+    /// The organization's view of the key (status, own expiry), refreshed every poll.
+    #[serde(default)]
+    pub org: Option<OrgKeyState>,
+    /// Matched after it was added: its usage since `added_at` must be fetched by key id.
+    #[serde(default)]
+    pub usage_backfill_pending: bool,
 }
 
 impl KeyRecord {
@@ -96,7 +138,9 @@ impl KeyRecord {
         if !self.is_active() {
             return None;
         }
-        if now >= self.expires_at {
+        if self.org.as_ref().is_some_and(|o| o.stopped_status().is_some()) {
+            Some(RetireReason::Organization)
+        } else if now >= self.expires_at {
             Some(RetireReason::Expired)
         } else if self.spent >= self.budget {
             Some(RetireReason::Budget)
@@ -166,6 +210,10 @@ pub enum PoolError {
     IssuanceOfUnknownKey { node: NodeId, key: KeyId },
     #[error("node {0} appears twice in the stored issuances")]
     NodeIssuedTwice(NodeId),
+    #[error("the organization holds this key ({api_key_id}) as {status}: it cannot be issued")]
+    StoppedInOrganization { api_key_id: String, status: String },
+    #[error("{0}")]
+    ManualMatch(String),
 }
 
 const MAX_LIFETIME_SECS: u64 = 10 * 366 * 24 * 3600;
@@ -221,6 +269,27 @@ pub struct KeyPool {
     /// Every issued node in issue order (rebuilt), for time-range queries.
     #[serde(skip)]
     issue_order: Vec<NodeId>,
+    /// Whether keys not yet matched to an Admin API id may be issued (a setting, off by default:
+    /// their spend cannot be tracked, so their budget cannot be enforced).
+    #[serde(skip)]
+    issue_unmatched: bool,
+}
+
+/// What one read of the organization's keys changed in the pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrgSync {
+    /// Active keys retired because the organization stopped them, with the status it holds.
+    pub retired: Vec<(KeyId, String)>,
+    /// Keys matched to their Admin API id by this read.
+    pub matched: Vec<KeyId>,
+    /// Keys whose expiry the organization's own expiry brought forward.
+    pub shortened: Vec<KeyId>,
+    /// Retirements confirmed because the organization already holds the key as not active.
+    pub confirmed: Vec<(KeyId, String)>,
+}
+
+fn parse_org_time(s: Option<&str>) -> Option<Timestamp> {
+    s.and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&chrono::Utc))
 }
 
 impl KeyPool {
@@ -268,9 +337,34 @@ impl KeyPool {
                 spent: MicroUsd::ZERO,
                 retirement: None,
                 removed: false,
+                org: None,
+                usage_backfill_pending: false,
             },
         );
         Ok(id)
+    }
+
+    /// Refuses what [`KeyPool::add_key`] would refuse, without adding (checked before asking the
+    /// Admin API about the key).
+    pub fn check_new_key(&self, new: &NewKey, now: Timestamp) -> Result<(), PoolError> {
+        let mut trial = KeyPool { keys: self.keys.clone(), next_id: self.next_id, ..KeyPool::default() };
+        trial.add_key(new.clone(), now).map(|_| ())
+    }
+
+    /// Brings state saved by an older release up to date: retirements it called "not needed"
+    /// (retired before the key was matched) wait for the match instead.
+    pub fn upgrade_saved_state(&mut self) {
+        for record in self.keys.values_mut() {
+            if let Some(r) = record.retirement.as_mut() {
+                if r.remote == RemoteRetirement::NotNeeded {
+                    r.remote = RemoteRetirement::AwaitingMatch;
+                }
+            }
+        }
+    }
+
+    pub fn set_issue_unmatched(&mut self, allowed: bool) {
+        self.issue_unmatched = allowed;
     }
 
     /// Rebuilds the node maps from stored issuances, given in the order they were issued (at
@@ -312,6 +406,7 @@ impl KeyPool {
         record.is_active()
             && record.due_retirement(now).is_none()
             && record.secret.is_some()
+            && (self.issue_unmatched || matches!(record.resolution, Resolution::Resolved { .. }))
             && record
                 .node_cap
                 .map_or(true, |cap| self.node_count_of(record.id) < cap as usize)
@@ -380,12 +475,18 @@ impl KeyPool {
         if record.retirement.is_some() {
             return Err(PoolError::AlreadyRetired(key));
         }
-        let remote = match record.resolution {
-            Resolution::Resolved { .. } => RemoteRetirement::Pending,
-            Resolution::Unresolved { .. } => RemoteRetirement::NotNeeded,
+        let remote = match (record.org.as_ref().and_then(OrgKeyState::stopped_status), &record.resolution) {
+            (Some(status), Resolution::Resolved { .. }) => RemoteRetirement::Confirmed { status: status.to_string() },
+            (_, Resolution::Resolved { .. }) => RemoteRetirement::Pending,
+            (_, Resolution::Unresolved { .. }) => RemoteRetirement::AwaitingMatch,
         };
-        record.retirement = Some(Retirement { reason, at: now, remote });
+        record.retirement = Some(Retirement { reason, at: now, remote, last_error: None });
         Ok(())
+    }
+
+    /// The earliest expiry among active keys, for the issuer's own expiry timer.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.keys.values().filter(|r| r.is_active()).map(|r| r.expires_at).min()
     }
 
     pub fn due_retirements(&self, now: Timestamp) -> Vec<(KeyId, RetireReason)> {
@@ -422,21 +523,175 @@ impl KeyPool {
         }
     }
 
+    /// Records whether the key matched its Admin API id. A first match asks for the key's usage
+    /// since it was added (it was not fetched while the id was unknown), and a retirement decided
+    /// before the match becomes due at the Admin API. A resolved key never goes back to unresolved
+    /// (an id once matched stays; a later failed lookup changes nothing).
     pub fn set_resolution(&mut self, key: KeyId, resolution: Resolution) {
         let Some(record) = self.keys.get_mut(&key) else { return };
-        // A retirement decided while unresolved becomes due at the Admin API once resolved.
-        if let (Resolution::Resolved { .. }, Some(retirement)) = (&resolution, record.retirement.as_mut()) {
-            if retirement.remote == RemoteRetirement::NotNeeded {
-                retirement.remote = RemoteRetirement::Pending;
+        match (&record.resolution, &resolution) {
+            (Resolution::Resolved { .. }, Resolution::Unresolved { .. }) => return,
+            (Resolution::Unresolved { .. }, Resolution::Resolved { .. }) => {
+                record.usage_backfill_pending = true;
+                if let Some(r) = record.retirement.as_mut() {
+                    if matches!(r.remote, RemoteRetirement::AwaitingMatch | RemoteRetirement::NotNeeded) {
+                        r.remote = RemoteRetirement::Pending;
+                    }
+                }
             }
+            _ => {}
         }
         record.resolution = resolution;
         self.rebuild_api_index();
     }
 
+    /// The key's usage since it was added has been fetched by its id.
+    pub fn usage_backfilled(&mut self, key: KeyId) {
+        if let Some(record) = self.keys.get_mut(&key) {
+            record.usage_backfill_pending = false;
+        }
+    }
+
+    /// Keys whose usage since they were added must be fetched, with their Admin API id.
+    pub fn pending_backfills(&self) -> Vec<(KeyId, String, Timestamp)> {
+        self.keys
+            .values()
+            .filter(|r| r.usage_backfill_pending)
+            .filter_map(|r| match &r.resolution {
+                Resolution::Resolved { api_key_id, .. } => Some((r.id, api_key_id.clone(), r.added_at)),
+                Resolution::Unresolved { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Keys still to be matched: active ones, and retired ones whose Admin API status is still to
+    /// be set. Removed keys keep their hint, which is all matching needs.
+    pub fn keys_to_match(&self) -> Vec<KeyId> {
+        self.keys
+            .values()
+            .filter(|r| matches!(r.resolution, Resolution::Unresolved { .. }))
+            .filter(|r| match &r.retirement {
+                None => true,
+                Some(ret) => matches!(ret.remote, RemoteRetirement::AwaitingMatch | RemoteRetirement::NotNeeded),
+            })
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// Applies one full read of the organization's keys (every page): matches unmatched keys by
+    /// their hint, records each matched key's status and own expiry, retires active keys the
+    /// organization has stopped (reason `organization`, nothing to call: already not active),
+    /// confirms pending retirements of keys it already holds as not active, and brings an expiry
+    /// forward to the organization's own.
+    pub fn apply_org_keys(&mut self, org_keys: &[crate::admin_api::ApiKeyObject], now: Timestamp) -> OrgSync {
+        let mut sync = OrgSync::default();
+        for key in self.keys_to_match() {
+            let hint = self.keys[&key].hint.clone();
+            let resolution = crate::admin_api::resolve_hint(&hint, org_keys);
+            let matched = matches!(resolution, Resolution::Resolved { .. });
+            if let Resolution::Resolved { api_key_id, .. } = &resolution {
+                // An id already held by another pool key is not a match for this one.
+                if self.by_api_id.get(api_key_id).is_some_and(|other| *other != key) {
+                    continue;
+                }
+            }
+            self.set_resolution(key, resolution);
+            if matched {
+                sync.matched.push(key);
+            }
+        }
+        let by_id: HashMap<&str, &crate::admin_api::ApiKeyObject> = org_keys.iter().map(|k| (k.id.as_str(), k)).collect();
+        let ids: Vec<(KeyId, String)> = self
+            .keys
+            .values()
+            .filter_map(|r| match &r.resolution {
+                Resolution::Resolved { api_key_id, .. } => Some((r.id, api_key_id.clone())),
+                Resolution::Unresolved { .. } => None,
+            })
+            .collect();
+        for (key, api_key_id) in ids {
+            let found = by_id.get(api_key_id.as_str());
+            let state = OrgKeyState {
+                status: found.map(|k| k.status.to_string()),
+                expires_at: found.and_then(|k| parse_org_time(k.expires_at.as_deref())),
+                read_at: now,
+            };
+            let record = self.keys.get_mut(&key).expect("listed above");
+            if let (Some(org_expiry), true) = (state.expires_at, record.is_active()) {
+                if org_expiry < record.expires_at {
+                    record.expires_at = org_expiry;
+                    sync.shortened.push(key);
+                }
+            }
+            let stopped = state.stopped_status().map(str::to_string);
+            record.org = Some(state);
+            match (stopped, record.retirement.as_mut()) {
+                (Some(status), None) => {
+                    record.retirement = Some(Retirement {
+                        reason: RetireReason::Organization,
+                        at: now,
+                        remote: RemoteRetirement::Confirmed { status: status.clone() },
+                        last_error: None,
+                    });
+                    sync.retired.push((key, status));
+                }
+                (Some(status), Some(r)) if r.remote == RemoteRetirement::Pending => {
+                    r.remote = RemoteRetirement::Confirmed { status: status.clone() };
+                    r.last_error = None;
+                    sync.confirmed.push((key, status));
+                }
+                _ => {}
+            }
+        }
+        sync
+    }
+
+    /// The operator matches a key by hand to `api_key_id`, checked against the organization's
+    /// keys: the id must exist, be held by no other pool key, and its hint (when the organization
+    /// gives one) must be this key's.
+    pub fn match_by_hand(
+        &mut self,
+        key: KeyId,
+        api_key_id: &str,
+        org_keys: &[crate::admin_api::ApiKeyObject],
+        now: Timestamp,
+    ) -> Result<OrgSync, PoolError> {
+        let record = self.keys.get(&key).ok_or(PoolError::UnknownKey(key))?;
+        let refuse = |why: String| Err(PoolError::ManualMatch(why));
+        if let Resolution::Resolved { api_key_id: held, .. } = &record.resolution {
+            return refuse(format!("key {key} is already matched to {held}"));
+        }
+        let Some(org_key) = org_keys.iter().find(|k| k.id == api_key_id) else {
+            return refuse(format!("the organization has no API key {api_key_id}"));
+        };
+        if let Some(other) = self.by_api_id.get(api_key_id) {
+            return refuse(format!("{api_key_id} is already matched to key {other}"));
+        }
+        if let Some(h) = org_key.partial_key_hint.as_deref() {
+            if !record.hint.matches(h) {
+                return refuse(format!("{api_key_id} belongs to another secret (its hint is {h}, this key's is {})", record.hint));
+            }
+        }
+        let resolution = Resolution::Resolved { api_key_id: org_key.id.clone(), workspace_id: org_key.workspace_id.clone() };
+        self.set_resolution(key, resolution);
+        let mut sync = self.apply_org_keys(org_keys, now);
+        sync.matched.push(key);
+        Ok(sync)
+    }
+
     pub fn confirm_remote_retirement(&mut self, key: KeyId, status: String) {
         if let Some(retirement) = self.keys.get_mut(&key).and_then(|r| r.retirement.as_mut()) {
             retirement.remote = RemoteRetirement::Confirmed { status };
+            retirement.last_error = None;
+        }
+    }
+
+    /// Keeps the last failure of a pending retirement, for the operator (the poller retries).
+    pub fn note_retirement_error(&mut self, key: KeyId, error: RetirementError) {
+        if let Some(retirement) = self.keys.get_mut(&key).and_then(|r| r.retirement.as_mut()) {
+            if retirement.remote == RemoteRetirement::Pending {
+                retirement.last_error = Some(error);
+            }
         }
     }
 
@@ -526,13 +781,116 @@ mod tests {
         ApiKeySecret::parse(&format!("sk-ant-api03-TEST{n:04}abcdefghijklmnopqrstuvwxyz{n:04}")).unwrap()
     }
 
+    /// Most tests are about issuance itself: let unmatched keys be issued.
+    fn pool_issuing_unmatched() -> KeyPool {
+        let mut pool = KeyPool::new();
+        pool.set_issue_unmatched(true);
+        pool
+    }
+
+    fn org_key(id: &str, n: u32, status: &str) -> crate::admin_api::ApiKeyObject {
+        serde_json::from_value(serde_json::json!({"id": id, "status": status, "partial_key_hint": format!("sk-ant-api03-TES...{n:04}")})).unwrap()
+    }
+
+    #[test]
+    fn unmatched_keys_are_not_issued_unless_allowed() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        assert_eq!(pool.issue_to("alice.os", t(1), &mut rng), Err(IssueError::NoKeysAvailable));
+        let sync = pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "active")], t(2));
+        assert_eq!(sync.matched, vec![k1]);
+        assert_eq!(pool.pending_backfills(), vec![(k1, "apikey_TEST01".to_string(), t(0))]);
+        assert!(pool.issue_to("alice.os", t(3), &mut rng).is_ok());
+        pool.usage_backfilled(k1);
+        assert!(pool.pending_backfills().is_empty());
+    }
+
+    #[test]
+    fn the_organization_stops_keys_and_shortens_expiry() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k2 = pool.add_key(new_key(2), t(0)).unwrap();
+        let mut active2 = org_key("apikey_TEST02", 2, "active");
+        active2.expires_at = Some("2027-01-15T08:00:40Z".to_string());
+        pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "active"), org_key("apikey_TEST02", 2, "active")], t(1));
+        pool.issue_to("alice.os", t(2), &mut rng).unwrap();
+        let holder_key = pool.issuance("alice.os").unwrap().key;
+        // The organization deactivates key 1 and gives key 2 an expiry 40 s after t(0).
+        let mut sync = pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "inactive"), active2], t(3));
+        assert_eq!(sync.retired, vec![(k1, "inactive".to_string())]);
+        assert_eq!(sync.shortened, vec![k2]);
+        let r1 = pool.key(k1).unwrap().retirement.clone().unwrap();
+        assert_eq!((r1.reason, r1.remote), (RetireReason::Organization, RemoteRetirement::Confirmed { status: "inactive".into() }));
+        assert_eq!(pool.key(k2).unwrap().expires_at, t(40));
+        if holder_key == k1 {
+            assert_eq!(pool.issue_to("alice.os", t(4), &mut rng), Err(IssueError::KeyRetired(RetireReason::Organization)));
+        }
+        assert_eq!(IssueError::KeyRetired(RetireReason::Organization).to_string(), "key retired: organization");
+        // Key 2 expires on its shortened date; a pending retirement of a key the organization
+        // already holds as expired is confirmed without a call.
+        assert_eq!(pool.sweep(t(41)), vec![(k2, RetireReason::Expired)]);
+        assert_eq!(pool.pending_remote_retirements(), vec![k2]);
+        sync = pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "inactive"), org_key("apikey_TEST02", 2, "expired")], t(42));
+        assert_eq!(sync.confirmed, vec![(k2, "expired".to_string())]);
+        assert!(pool.pending_remote_retirements().is_empty());
+    }
+
+    #[test]
+    fn a_key_retired_before_it_matched_is_deactivated_once_matched() {
+        let mut pool = KeyPool::new();
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        pool.remove(k1, t(1)).unwrap();
+        assert_eq!(pool.key(k1).unwrap().retirement.as_ref().unwrap().remote, RemoteRetirement::AwaitingMatch);
+        assert_eq!(pool.keys_to_match(), vec![k1]);
+        assert!(pool.pending_remote_retirements().is_empty());
+        pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "active")], t(2));
+        assert_eq!(pool.pending_remote_retirements(), vec![k1]);
+        assert!(pool.keys_to_match().is_empty());
+    }
+
+    #[test]
+    fn old_not_needed_retirements_wait_for_a_match_after_upgrade() {
+        let mut pool = KeyPool::new();
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        pool.retire(k1, RetireReason::Operator, t(1)).unwrap();
+        pool.keys.get_mut(&k1).unwrap().retirement.as_mut().unwrap().remote = RemoteRetirement::NotNeeded;
+        pool.upgrade_saved_state();
+        assert_eq!(pool.key(k1).unwrap().retirement.as_ref().unwrap().remote, RemoteRetirement::AwaitingMatch);
+    }
+
+    #[test]
+    fn matching_by_hand_is_checked_against_the_organization() {
+        let mut pool = KeyPool::new();
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k2 = pool.add_key(new_key(2), t(0)).unwrap();
+        // Two organization keys share key 1's hint: matching by hint fails, by hand it works.
+        let org = [
+            org_key("apikey_A", 1, "active"),
+            org_key("apikey_B", 1, "active"),
+            org_key("apikey_C", 2, "active"),
+            org_key("apikey_D", 3, "active"),
+        ];
+        pool.apply_org_keys(&org, t(1));
+        assert!(matches!(pool.key(k1).unwrap().resolution, Resolution::Unresolved { .. }));
+        let err = |r: Result<OrgSync, PoolError>| r.unwrap_err().to_string();
+        assert!(err(pool.match_by_hand(k1, "apikey_Z", &org, t(2))).contains("no API key apikey_Z"));
+        assert!(err(pool.match_by_hand(k1, "apikey_D", &org, t(2))).contains("belongs to another secret"));
+        assert!(err(pool.match_by_hand(k1, "apikey_C", &org, t(2))).contains("already matched to key"));
+        assert!(err(pool.match_by_hand(k2, "apikey_A", &org, t(2))).contains("already matched"));
+        pool.match_by_hand(k1, "apikey_B", &org, t(2)).unwrap();
+        assert_eq!(pool.key_by_api_id("apikey_B"), Some(k1));
+        assert!(err(pool.match_by_hand(k1, "apikey_A", &org, t(3))).contains("already matched"));
+    }
+
     fn new_key(n: u32) -> NewKey {
         NewKey { secret: secret(n), name: format!("key {n}"), lifetime_secs: 3600, budget: MicroUsd::from_usd(5), node_cap: None }
     }
 
     #[test]
     fn one_key_per_node_and_same_key_again() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
         pool.add_key(new_key(1), t(0)).unwrap();
         pool.add_key(new_key(2), t(0)).unwrap();
@@ -545,7 +903,7 @@ mod tests {
 
     #[test]
     fn empty_pool_does_not_record_the_node() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
         assert_eq!(pool.issue_to("alice.os", t(0), &mut rng), Err(IssueError::NoKeysAvailable));
         assert!(pool.issuance("alice.os").is_none());
@@ -554,7 +912,7 @@ mod tests {
 
     #[test]
     fn retired_key_gives_an_error_and_never_a_second_key() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
         let k1 = pool.add_key(new_key(1), t(0)).unwrap();
         pool.issue_to("alice.os", t(1), &mut rng).unwrap();
@@ -567,7 +925,7 @@ mod tests {
 
     #[test]
     fn expiry_and_budget_stop_issuing_at_once() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
         let k1 = pool.add_key(new_key(1), t(0)).unwrap();
         pool.issue_to("alice.os", t(1), &mut rng).unwrap();
@@ -583,7 +941,7 @@ mod tests {
 
     #[test]
     fn node_cap_limits_nodes_per_key() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
         pool.add_key(NewKey { node_cap: Some(2), ..new_key(1) }, t(0)).unwrap();
         assert!(pool.issue_to("a.os", t(1), &mut rng).is_ok());
@@ -593,7 +951,7 @@ mod tests {
 
     #[test]
     fn add_refuses_duplicates_and_bad_input() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let k1 = pool.add_key(new_key(1), t(0)).unwrap();
         assert_eq!(pool.add_key(new_key(1), t(0)), Err(PoolError::DuplicateKey(k1)));
         pool.remove(k1, t(1)).unwrap();
@@ -608,7 +966,7 @@ mod tests {
 
     #[test]
     fn removal_keeps_a_tombstone() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
         let k1 = pool.add_key(new_key(1), t(0)).unwrap();
         pool.issue_to("alice.os", t(1), &mut rng).unwrap();
@@ -621,7 +979,7 @@ mod tests {
 
     #[test]
     fn invalid_node_names_are_refused_without_recording() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
         pool.add_key(new_key(1), t(0)).unwrap();
         for bad in ["", "Alice.os", ".os", "a os", "a.os.", "x'; drop"] {
@@ -632,7 +990,7 @@ mod tests {
 
     #[test]
     fn resolution_indexes_and_remote_retirement() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let k1 = pool.add_key(new_key(1), t(0)).unwrap();
         pool.retire(k1, RetireReason::Operator, t(1)).unwrap();
         assert!(pool.pending_remote_retirements().is_empty());
@@ -645,7 +1003,7 @@ mod tests {
 
     #[test]
     fn issued_between_finds_time_ranges() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
         let k1 = pool.add_key(new_key(1), t(0)).unwrap();
         for i in 0..10 {
@@ -662,7 +1020,7 @@ mod tests {
 
     #[test]
     fn restore_rejects_inconsistent_rows() {
-        let mut pool = KeyPool::new();
+        let mut pool = pool_issuing_unmatched();
         let k1 = pool.add_key(new_key(1), t(0)).unwrap();
         let row = |node: &str, key| Issuance { node: node.into(), key, issued_at: t(1) };
         assert!(pool.restore_issuances([row("a.os", KeyId(9))]).is_err());

@@ -46,9 +46,11 @@ fn usage_pages_sum_per_key_bucket_and_model() {
     assert_eq!(skipped, 1, "the Workbench row (null api_key_id) is skipped");
     let ten = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z").unwrap().to_utc();
     let models = &by_key[&("apikey_TEST01".to_string(), ten)];
-    assert_eq!(models.len(), 2);
+    assert_eq!(models.len(), 3, "haiku standard and haiku batch are priced apart: {models:?}");
     let sonnet = models.iter().find(|m| m.model.starts_with("claude-sonnet")).unwrap();
     assert_eq!((sonnet.tokens.uncached_input, sonnet.tokens.output), (2000, 400), "rows of one bucket across pages add up");
+    let batch = models.iter().find(|m| m.service_tier.as_deref() == Some("batch")).unwrap();
+    assert_eq!((batch.model.as_str(), batch.tokens.uncached_input), ("claude-haiku-4-5-20251001", 3000));
     assert_eq!(by_key.len(), 2);
 }
 

@@ -21,6 +21,14 @@ export interface KeyView {
   node_cap: number | null;
   nodes: number;
   eligible: boolean;
+  /** Why an active key is not handed to new nodes. */
+  not_issued_because: string | null;
+  /** The key's status in the organization at the last read (`not found` when absent). */
+  org_status: string | null;
+  org_expires_at: string | null;
+  /** The last failure to set a retired key's Admin API status. */
+  retirement_error: string | null;
+  retirement_needs_operator: boolean;
 }
 
 export interface NodeView {
@@ -112,6 +120,8 @@ export interface PriceEntry {
 export interface PriceTable {
   entries: PriceEntry[];
   web_search_per_thousand: number;
+  /** Batch and long-context rates; kept as the node sent them when the table is edited. */
+  [other: string]: unknown;
 }
 
 export interface Settings {
@@ -125,6 +135,7 @@ export interface Settings {
   retire_to: 'inactive' | 'archived';
   price_table: PriceTable;
   p2p_requests_per_minute: number;
+  issue_unmatched_keys: boolean;
 }
 
 export interface PollError {
@@ -151,6 +162,17 @@ export interface Status {
   historical_keys: number;
   pending_admin_api_retirements: number;
   unresolved_keys: number;
+  unmatched: KeyAttention[];
+  retirement_errors: KeyAttention[];
+  missing_in_organization: KeyAttention[];
+  unknown_models: { model: string; message: string }[];
+}
+
+export interface KeyAttention {
+  key: number;
+  name: string;
+  message: string;
+  needs_operator: boolean;
 }
 
 export interface AuditEntry {
@@ -244,6 +266,7 @@ export const api = {
     call<KeyView>('AddKey', body),
   retireKey: (id: number) => call<KeyView>('RetireKey', id),
   removeKey: (id: number) => call<KeyView>('RemoveKey', id),
+  matchKey: (id: number, apiKeyId: string) => call<KeyView>('MatchKey', { key: id, api_key_id: apiKeyId }),
   testKey: (id: number) => call<CheckResult>('TestKey', id),
   keyDetail: (id: number) => call<KeyDetail>('KeyDetail', id),
   listNodes: (q: { search?: string | null; key?: number | null; offset?: number; limit?: number }) =>

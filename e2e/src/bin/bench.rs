@@ -67,7 +67,7 @@ fn preload(env: &Env, nodes: usize) {
             insert.execute(rusqlite::params![format!("pre{i}.os"), (i as u32 % KEYS + 1) as i64, at]).unwrap();
         }
         let mut insert = tx
-            .prepare("INSERT INTO cost_samples (key_id, bucket_start, source, model, micro_usd, uncached_input, cache_write_5m, cache_write_1h, cache_read, output, web_search_requests) VALUES (?1, ?2, 'usage_estimate', 'claude-sonnet-4-5-20250929', ?3, 1000, 0, 0, 0, 100, 0)")
+            .prepare("INSERT INTO usage_samples (key_id, bucket_start, source, model, service_tier, context_window, micro_usd, uncached_input, cache_write_5m, cache_write_1h, cache_read, output, web_search_requests) VALUES (?1, ?2, 'usage_estimate', 'claude-sonnet-4-5-20250929', 'standard', '0-200k', ?3, 1000, 0, 0, 0, 100, 0)")
             .unwrap();
         for key in 1..=KEYS as i64 {
             for h in 0..HOURS {
@@ -91,6 +91,9 @@ fn time_ms(mut f: impl FnMut()) -> f64 {
 }
 
 fn add_keys(env: &Env) {
+    // No Admin API here: the keys stay unmatched, so allow issuing them.
+    let r = env.api(json!({"UpdateSettings": {"issue_unmatched_keys": true}}));
+    assert!(r.get("Ok").is_some(), "{r}");
     for n in 1..=KEYS {
         let r = env.api(json!({"AddKey": {"secret": secret(n), "name": format!("bench {n}"), "lifetime_days": 3650, "budget_usd": "1000000", "node_cap": null}}));
         assert!(r.get("Ok").is_some(), "{r}");

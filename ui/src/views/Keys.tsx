@@ -99,6 +99,48 @@ function AddKeyForm({ onAdded }: { onAdded: (k: KeyView) => void }) {
 
 type Pending = { kind: 'retire' | 'remove'; key: KeyView } | null;
 
+/** The operator names a key's Admin API id when matching by hint found none or several. */
+function MatchByHand({ keyView, onMatched }: { keyView: KeyView; onMatched: (k: KeyView) => void }) {
+  const [open, setOpen] = useState(false);
+  const [id, setId] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  if (!open) {
+    return (
+      <button type="button" className="link" onClick={() => setOpen(true)}>
+        Match by hand
+      </button>
+    );
+  }
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    if (!/^apikey_[A-Za-z0-9_-]+$/.test(id.trim())) return setError('An Admin API key id looks like apikey_01Rj…');
+    setBusy(true);
+    try {
+      onMatched(await api.matchKey(keyView.id, id.trim()));
+      setOpen(false);
+    } catch (err) {
+      setError(errorText(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form className="inline-form" onSubmit={submit}>
+      <input aria-label={`Admin API id of ${keyView.name}`} value={id} onChange={(e) => setId(e.target.value)} placeholder="apikey_…" spellCheck={false} />
+      <button type="submit" disabled={busy}>
+        {busy ? 'Checking…' : 'Match'}
+      </button>
+      {error && (
+        <p className="field-error" role="alert">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}
+
 export function KeysView() {
   const state = useLoad(api.listKeys, [], 60);
   const [pending, setPending] = useState<Pending>(null);
@@ -173,6 +215,20 @@ export function KeysView() {
                           <StatusBadge status={k.status} />
                           {k.retired_reason && <div className="muted small">{k.retired_reason}</div>}
                           {k.admin_api_retirement && <div className="muted small">Admin API: {k.admin_api_retirement}</div>}
+                          {k.org_status && k.org_status !== 'active' && k.status === 'active' && (
+                            <div className="muted small">organization: {k.org_status}</div>
+                          )}
+                          {k.not_issued_because && (
+                            <div className="muted small" data-testid="not-issued">
+                              not issued <Hint text={k.not_issued_because} about="why the key is not issued" />
+                            </div>
+                          )}
+                          {k.retirement_error && (
+                            <div className={`small ${k.retirement_needs_operator ? 'field-error' : 'muted'}`} data-testid="retirement-error">
+                              {k.retirement_needs_operator ? 'needs you: ' : 'retrying: '}
+                              {k.retirement_error}
+                            </div>
+                          )}
                         </td>
                         <td>
                           {k.nodes} / {k.node_cap ?? '∞'}
@@ -185,9 +241,12 @@ export function KeysView() {
                           {k.api_key_id ? (
                             <code>{k.api_key_id}</code>
                           ) : (
-                            <span className="muted">
-                              unresolved {k.unresolved_reason && <Hint text={k.unresolved_reason} about="why the key is unresolved" />}
-                            </span>
+                            <>
+                              <span className="muted">
+                                not matched {k.unresolved_reason && <Hint text={k.unresolved_reason} about="why the key is not matched" />}
+                              </span>
+                              <MatchByHand keyView={k} onMatched={(m) => { setNotice(`Matched “${m.name}” to ${m.api_key_id}.`); state.reload(); }} />
+                            </>
                           )}
                         </td>
                         <td className="actions">

@@ -100,6 +100,7 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
     default_node_cap: s.default_node_cap == null ? '' : String(s.default_node_cap),
     retire_to: s.retire_to,
     p2p_requests_per_minute: String(s.p2p_requests_per_minute),
+    issue_unmatched_keys: s.issue_unmatched_keys ? 'yes' : 'no',
   });
   const [error, setError] = useState<string | null>(null);
   const [saved, setSaved] = useState(false);
@@ -131,6 +132,7 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
       default_node_cap: cap ? Number(cap) : null,
       retire_to: form.retire_to,
       p2p_requests_per_minute: rate,
+      issue_unmatched_keys: form.issue_unmatched_keys === 'yes',
     };
     const current: Record<string, unknown> = {
       admin_api_base_url: s.admin_api_base_url,
@@ -140,6 +142,7 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
       default_node_cap: s.default_node_cap,
       retire_to: s.retire_to,
       p2p_requests_per_minute: s.p2p_requests_per_minute,
+      issue_unmatched_keys: s.issue_unmatched_keys,
     };
     const changes = Object.fromEntries(
       Object.entries(wanted).filter(([k, v]) =>
@@ -188,6 +191,13 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
         <select name="retire_to" value={form.retire_to} onChange={set('retire_to')}>
           <option value="inactive">inactive (can be re-enabled in the Console)</option>
           <option value="archived">archived (permanent)</option>
+        </select>
+      </label>
+      <label>
+        Keys not matched to an Admin API id
+        <select name="issue_unmatched" value={form.issue_unmatched_keys} onChange={set('issue_unmatched_keys')}>
+          <option value="no">are not issued (their spend cannot be tracked)</option>
+          <option value="yes">are issued anyway (budget not enforced until matched)</option>
         </select>
       </label>
       <label>
@@ -253,7 +263,8 @@ function PriceCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => vo
     const ws = parseUsdInput(webSearch);
     if (ws == null) return setError('Web search: not a USD amount.');
     try {
-      const next = await api.updateSettings({ price_table: { entries, web_search_per_thousand: usdStringToMicro(ws) } });
+      const table = { ...s.price_table, entries, web_search_per_thousand: usdStringToMicro(ws) };
+      const next = await api.updateSettings({ price_table: table });
       onChange(next);
       setRows(next.price_table.entries.map(rowOf));
       setSaved(true);
@@ -265,7 +276,12 @@ function PriceCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => vo
   return (
     <form className="card" onSubmit={save} aria-labelledby="prices-title">
       <h2 id="prices-title">Price table</h2>
-      <p className="muted small">USD per million tokens. A model is priced by the entry with the longest matching prefix.</p>
+      <p className="muted small">
+        USD per million tokens. A model is priced by the entry with the longest matching prefix, then by family and generation
+        in either naming scheme (claude-sonnet-4-5, claude-3-7-sonnet); a model nothing matches is priced at the highest rates
+        here and listed on Status. Batch usage costs half; long-context (200k-1M) input and cache ×2, output ×1.5. Saving
+        prices all stored usage again.
+      </p>
       <div className="table-wrap">
         <table className="price-table">
           <thead>

@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import { api, type KeyDetail, type Status } from '../api';
+import { api, type KeyAttention, type KeyDetail, type Status } from '../api';
 import { formatBasisPoints, formatRelative, formatTime, formatUsd, unixOf } from '../format';
 import { Empty, errorText, LoadState, Stat, useLoad } from '../ui';
 
@@ -62,6 +62,24 @@ function Drift() {
           )
         }
       </LoadState>
+    </section>
+  );
+}
+
+/** Keys the operator should look at; `needs_operator` items are marked as needing action. */
+function Attention({ title, items, testId }: { title: string; items: KeyAttention[]; testId: string }) {
+  if (items.length === 0) return null;
+  return (
+    <section className="card" data-testid={testId} aria-label={title}>
+      <h2>{title}</h2>
+      <ul>
+        {items.map((i) => (
+          <li key={i.key} className={i.needs_operator ? 'warn' : undefined}>
+            <a href={`#/keys/${i.key}`}>{i.name}</a>: {i.needs_operator && <strong>needs you — </strong>}
+            {i.message}
+          </li>
+        ))}
+      </ul>
     </section>
   );
 }
@@ -153,6 +171,21 @@ export function StatusView() {
                 <Stat label="Retirements waiting for the Admin API" value={s.pending_admin_api_retirements} />
                 <Stat label="Keys without an Admin API id" value={s.unresolved_keys} />
               </section>
+              <Attention title="Retirements the Admin API has not confirmed" items={s.retirement_errors} testId="retirement-errors" />
+              <Attention title="Keys not matched to an Admin API id" items={s.unmatched} testId="unmatched-keys" />
+              <Attention title="Keys missing from the organization's list" items={s.missing_in_organization} testId="missing-keys" />
+              {s.unknown_models.length > 0 && (
+                <section className="card" data-testid="unknown-models" aria-labelledby="unknown-models-title">
+                  <h2 id="unknown-models-title">Models without a price</h2>
+                  <ul>
+                    {s.unknown_models.map((m) => (
+                      <li key={m.model} className="warn">
+                        {m.message} <a href="#/settings">in Settings</a>
+                      </li>
+                    ))}
+                  </ul>
+                </section>
+              )}
               <Drift />
             </>
           );

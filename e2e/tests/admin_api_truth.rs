@@ -1,0 +1,322 @@
+//! The Admin API is the truth about keys and money (SPEC §5, §6): end-to-end scenarios of the
+//! real package in devnode against the strict fake-admin-api (`scenarios/truth.json`).
+//! Requires `cargo xtask build` (cargo xtask test runs it first).
+
+use e2e::*;
+use serde_json::{json, Value};
+
+const ISSUE: &str = "RequestApiKey";
+
+fn add_key(env: &Env, n: u32, extra: Value) -> Value {
+    let mut body = json!({"secret": secret(n), "name": format!("key {n}"), "node_cap": null, "budget_usd": "100000"});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    env.api(json!({"AddKey": body}))
+}
+
+fn added(env: &Env, n: u32, extra: Value) -> Value {
+    let r = add_key(env, n, extra);
+    assert!(r.get("Ok").is_some(), "add key {n}: {r}");
+    r["Ok"].clone()
+}
+
+fn key(env: &Env, id: u64) -> Value {
+    env.api(json!({"ListKeys": null})).as_array().unwrap().iter().find(|k| k["id"] == id).cloned().unwrap()
+}
+
+/// The full key a node was answered with, whatever the answer's shape.
+fn issued(answer: &Value) -> Option<String> {
+    let ok = &answer["response"]["Ok"];
+    ok.as_str().or_else(|| ok["api_key"].as_str()).map(str::to_string)
+}
+
+fn polls(env: &Env) -> u64 {
+    env.api(json!({"Status": null}))["poller"]["polls_total"].as_u64().unwrap_or(0)
+}
+
+/// Asks for a poll and waits until one more has finished.
+fn poll(env: &Env) {
+    let before = polls(env);
+    env.api(json!({"PollNow": null}));
+    env.eventually("a poll", || polls(env) > before);
+}
+
+fn now(env: &Env) -> i64 {
+    get(&format!("{}/devnode/clock", env.control))["now_ms"].as_i64().unwrap() / 1000
+}
+
+fn rfc(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn unix(s: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s.as_str().unwrap()).unwrap().timestamp()
+}
+
+/// Cumulative cost of `key` at the last hour bucket that starts before `until`, and the series' first bucket.
+fn spent_before(env: &Env, key: u64, until: i64) -> (i64, i64) {
+    let s = env.api(json!({"CostSeries": {"key": key, "max_points": 20000}}));
+    let t = s["Ok"]["t"].as_array().unwrap();
+    let v = s["Ok"]["v"].as_array().unwrap();
+    let first = t.first().map(|x| x.as_i64().unwrap()).unwrap_or(until);
+    let value = t.iter().zip(v).filter(|(t, _)| t.as_i64().unwrap() < until).last().map(|(_, v)| v.as_i64().unwrap()).unwrap_or(0);
+    (first, value)
+}
+
+/// Hand-written list prices (µUSD per million tokens, docs/anthropic-admin-api.md), independent of
+/// the app's table: (input, output) for a (model, tier, window) class.
+fn list_price(model: &str, tier: &str, window: &str, unknown_priced: bool) -> (i64, i64) {
+    let (input, output) = match model {
+        m if m.starts_with("claude-3-7-sonnet") || m.starts_with("claude-sonnet-4") => (3_000_000, 15_000_000),
+        m if m.starts_with("claude-haiku-4-5") => (1_000_000, 5_000_000),
+        // Not in any table: the highest known rates (Opus 4 / Opus 3), until the operator prices
+        // it at 5 / 25 in the test.
+        "claude-opus-5-20270101" if unknown_priced => (5_000_000, 25_000_000),
+        "claude-opus-5-20270101" => (15_000_000, 75_000_000),
+        other => panic!("no hand price for {other}"),
+    };
+    let (input, output) = if window == "200k-1M" { (input * 2, output * 3 / 2) } else { (input, output) };
+    if tier == "batch" {
+        (input / 2, output / 2)
+    } else {
+        (input, output)
+    }
+}
+
+/// Cost of the fake's truth rows (closed hours) at the hand-written prices; web search at USD 10
+/// per 1,000 requests.
+fn hand_priced(truth: &Value, unknown_priced: bool) -> i64 {
+    let mut micro_times_million: i128 = 0;
+    for row in truth["rows"].as_array().unwrap() {
+        let n = |f: &str| row[f].as_i64().unwrap() as i128;
+        assert_eq!(n("cache_write_5m") + n("cache_write_1h") + n("cache_read"), 0, "the scenario uses input, output and web search only");
+        let (input, output) = list_price(
+            row["model"].as_str().unwrap(),
+            row["service_tier"].as_str().unwrap_or("standard"),
+            row["context_window"].as_str().unwrap_or("0-200k"),
+            unknown_priced,
+        );
+        micro_times_million += n("uncached_input") * input as i128 + n("output") * output as i128 + n("web_search_requests") * 10_000_000_000;
+    }
+    assert_eq!(micro_times_million % 1_000_000, 0, "the scenario's hours price to whole µUSD");
+    (micro_times_million / 1_000_000) as i64
+}
+
+fn truth(env: &Env, api_key_id: &str, from: i64, until: i64) -> Value {
+    env.fake_control(&format!("truth?api_key_id={api_key_id}&starting_at={}&ending_at={}", rfc(from), rfc(until)), None)
+}
+
+fn status_updates_of(env: &Env, api_key_id: &str) -> Vec<Value> {
+    let seen = env.fake_control("seen", None);
+    seen["status_updates"].as_array().unwrap().iter().filter(|u| u["api_key_id"] == api_key_id).cloned().collect()
+}
+
+#[test]
+fn the_organization_is_the_truth_about_a_key() {
+    let nodes: Vec<String> = (0..50).map(|i| format!("n{i}.os")).collect();
+    let env = Env::start("org-truth", "truth.json", &nodes);
+    env.configure_admin_api();
+
+    // A key the organization has deactivated is refused, plainly, and nothing is added.
+    let r = add_key(&env, 2, json!({}));
+    let why = r["Err"].as_str().unwrap_or_default();
+    assert!(why.contains("apikey_TEST02") && why.contains("inactive") && why.contains("cannot be issued"), "{r}");
+    assert_eq!(env.api(json!({"ListKeys": null})).as_array().unwrap().len(), 0);
+
+    let k1 = added(&env, 1, json!({}))["id"].as_u64().unwrap();
+    let k3 = added(&env, 3, json!({}))["id"].as_u64().unwrap();
+    let mut holders_of_3 = vec![];
+    for node in &nodes[..40] {
+        let key = issued(&env.p2p(node, json!({ISSUE: null}))).expect("a key");
+        assert!(!key.ends_with("0002"), "the deactivated key was issued");
+        if key == secret(3) {
+            holders_of_3.push(node.clone());
+        }
+    }
+    assert!(!holders_of_3.is_empty());
+
+    // The operator deactivates key 3 in the Console: the next poll retires it, reason
+    // `organization`, confirmed without a call; its nodes are told; new nodes never get it.
+    env.fake_control("key_status", Some(json!({"id": "apikey_TEST03", "status": "inactive"})));
+    poll(&env);
+    let k = key(&env, k3);
+    assert_eq!((k["status"].as_str(), k["retired_reason"].as_str()), (Some("retired"), Some("organization")), "{k}");
+    assert_eq!(k["admin_api_retirement"], "confirmed: inactive");
+    assert!(status_updates_of(&env, "apikey_TEST03").is_empty(), "no call was needed");
+    let r = env.p2p(&holders_of_3[0], json!({ISSUE: null}));
+    assert_eq!(r["response"]["Err"], "key retired: organization", "{r}");
+    for node in &nodes[40..] {
+        assert_eq!(issued(&env.p2p(node, json!({ISSUE: null}))).as_deref(), Some(secret(1).as_str()));
+    }
+
+    // An expiry set in the organization earlier than the lifetime shortens it.
+    let soon = now(&env) + 7200;
+    env.fake_control("key_status", Some(json!({"id": "apikey_TEST01", "expires_at": rfc(soon)})));
+    poll(&env);
+    let k = key(&env, k1);
+    assert_eq!(unix(&k["expires_at"]), soon, "{k}");
+    assert_eq!(unix(&k["org_expires_at"]), soon);
+    let audit = env.api(json!({"AuditLog": {"limit": 500}})).to_string();
+    assert!(audit.contains("retired: organization") && audit.contains("key expiry shortened"), "{audit}");
+}
+
+#[test]
+fn unmatched_keys_are_held_back_matched_backfilled_and_deactivated() {
+    let env = Env::start("unmatched", "truth.json", &["n0.os".to_string()]);
+    env.configure_admin_api();
+    // Two organization keys share key 6's hint: it stays unmatched and is not issued.
+    let k6 = added(&env, 6, json!({}));
+    assert_eq!(k6["api_key_id"], Value::Null);
+    assert!(k6["unresolved_reason"].as_str().unwrap().contains("2 Admin API keys match"), "{k6}");
+    assert!(k6["not_issued_because"].as_str().unwrap().contains("not matched"), "{k6}");
+    let k6 = k6["id"].as_u64().unwrap();
+    let added_at = unix(&key(&env, k6)["added_at"]);
+    assert_eq!(env.p2p("n0.os", json!({ISSUE: null}))["response"]["Err"], "no keys available");
+
+    // Key 8 is not in the organization yet; retired before it matched, it waits for the match.
+    let k8 = added(&env, 8, json!({}))["id"].as_u64().unwrap();
+    let r = env.api(json!({"RetireKey": k8}));
+    assert_eq!(r["Ok"]["admin_api_retirement"], "pending: not matched yet", "{r}");
+    let status = env.api(json!({"Status": null}));
+    assert_eq!(status["unmatched"].as_array().unwrap().len(), 2, "{status}");
+
+    // Hours pass: key 6's usage cannot be fetched while its id is unknown.
+    poll(&env);
+    for _ in 0..4 {
+        env.advance(3600);
+    }
+    poll(&env);
+    assert_eq!(key(&env, k6)["spent_micro_usd"], 0);
+
+    // Matching by hand is checked against the organization's keys.
+    let r = env.api(json!({"MatchKey": {"key": k8, "api_key_id": "apikey_TEST01"}}));
+    assert!(r["Err"].as_str().unwrap().contains("belongs to another secret"), "{r}");
+    let r = env.api(json!({"MatchKey": {"key": k6, "api_key_id": "apikey_NOPE"}}));
+    assert!(r["Err"].as_str().unwrap().contains("no API key apikey_NOPE"), "{r}");
+    let r = env.api(json!({"MatchKey": {"key": k6, "api_key_id": "apikey_TEST06"}}));
+    assert_eq!(r["Ok"]["api_key_id"], "apikey_TEST06", "{r}");
+
+    // Once matched, its usage since it was added is fetched by its id: spend is complete.
+    let closed_until = now(&env) - now(&env).rem_euclid(3600);
+    let from = added_at - added_at.rem_euclid(3600);
+    let expected = hand_priced(&truth(&env, "apikey_TEST06", from, closed_until), false);
+    env.eventually("key 6's usage since it was added", || spent_before(&env, k6, closed_until).1 == expected);
+    println!("late match backfill: expected {expected} µUSD, stored {}", spent_before(&env, k6, closed_until).1);
+    assert!(expected > 0);
+    assert_eq!(spent_before(&env, k6, closed_until).0, from, "usage from the hour it was added");
+    assert!(issued(&env.p2p("n0.os", json!({ISSUE: null}))).is_some(), "a matched key is issued");
+
+    // Key 8 appears in the organization: the next poll matches it and deactivates it.
+    env.fake_control("keys", Some(json!({"id": "apikey_TEST08", "name": "late", "partial_key_hint": "sk-ant-api03-TES...0008"})));
+    poll(&env);
+    env.eventually("key 8 deactivated once matched", || key(&env, k8)["admin_api_retirement"] == "confirmed: inactive");
+    assert_eq!(status_updates_of(&env, "apikey_TEST08").len(), 1);
+}
+
+#[test]
+fn every_usage_row_is_priced_to_the_micro_dollar() {
+    let env = Env::start("pricing", "truth.json", &[]);
+    env.configure_admin_api();
+    let k1 = added(&env, 1, json!({}))["id"].as_u64().unwrap();
+    poll(&env);
+    for _ in 0..3 {
+        env.advance(3600);
+    }
+    poll(&env);
+    let closed_until = now(&env) - now(&env).rem_euclid(3600);
+    let (first, stored) = spent_before(&env, k1, closed_until);
+    let rows = truth(&env, "apikey_TEST01", first, closed_until);
+    // Sonnet 3.7 standard and batch, Sonnet 4.5 long context, web search, and a model no table
+    // knows (priced at the highest known rates).
+    let expected = hand_priced(&rows, false);
+    println!("3.x + batch + long context + web search + unknown model: expected {expected} µUSD, stored {stored}");
+    assert_eq!(stored, expected);
+    let status = env.api(json!({"Status": null}));
+    let unknown = status["unknown_models"].as_array().unwrap();
+    assert_eq!(unknown.len(), 1, "{status}");
+    assert_eq!(unknown[0]["model"], "claude-opus-5-20270101");
+    assert!(unknown[0]["message"].as_str().unwrap().contains("priced at the highest known rates"));
+
+    // The operator prices the model: stored hours are priced again from their token counts.
+    let settings = env.api(json!({"GetSettings": null}));
+    let mut table = settings["price_table"].clone();
+    table["entries"].as_array_mut().unwrap().push(json!({"model_prefix": "claude-opus-5", "label": "Opus 5",
+        "prices": {"input": 5_000_000, "cache_write_5m": 6_250_000, "cache_write_1h": 10_000_000, "cache_read": 500_000, "output": 25_000_000}}));
+    let r = env.api(json!({"UpdateSettings": {"price_table": table}}));
+    assert!(r.get("Ok").is_some(), "{r}");
+    let repriced = spent_before(&env, k1, closed_until).1;
+    let expected = hand_priced(&rows, true);
+    println!("after pricing the unknown model: expected {expected} µUSD, stored {repriced}");
+    assert_eq!(repriced, expected);
+    assert_eq!(env.api(json!({"Status": null}))["unknown_models"], json!([]));
+    // Restart: the re-priced figures are what SQLite holds.
+    env.restart_process(ISSUER);
+    assert_eq!(spent_before(&env, k1, closed_until).1, expected);
+}
+
+#[test]
+fn retirements_land_whatever_the_organization_already_did() {
+    let env = Env::start("retirements", "truth.json", &[]);
+    env.configure_admin_api();
+    let k4 = added(&env, 4, json!({}))["id"].as_u64().unwrap();
+    let k5 = added(&env, 5, json!({}))["id"].as_u64().unwrap();
+    poll(&env);
+
+    // 403 on reading key 4: shown to the operator as needing action.
+    env.fake_control("faults", Some(json!({"faults": [{"status": 403, "path_prefix": "/v1/organizations/api_keys/apikey_TEST04", "count": 1}]})));
+    env.api(json!({"RetireKey": k4}));
+    env.eventually("the 403 on the key's row", || key(&env, k4)["retirement_needs_operator"] == true);
+    let status = env.api(json!({"Status": null}));
+    let errors = status["retirement_errors"].as_array().unwrap();
+    assert!(errors.iter().any(|e| e["key"] == k4 && e["needs_operator"] == true && e["message"].as_str().unwrap().contains("403")), "{status}");
+    // Meanwhile the organization archives it: the next retirement pass reads it back and counts
+    // any status but active as done, without calling the update.
+    env.fake_control("key_status", Some(json!({"id": "apikey_TEST04", "status": "archived"})));
+    env.advance(300);
+    env.eventually("key 4 confirmed archived", || key(&env, k4)["admin_api_retirement"] == "confirmed: archived");
+    assert_eq!(key(&env, k4)["retirement_error"], Value::Null);
+
+    // Key 5: the update is refused once; the key expires in the organization meanwhile.
+    env.fake_control("faults", Some(json!({"faults": [{"status": 403, "method": "POST", "path_prefix": "/v1/organizations/api_keys/apikey_TEST05", "count": 1}]})));
+    env.api(json!({"RetireKey": k5}));
+    env.eventually("the refused update on the key's row", || key(&env, k5)["retirement_error"].is_string());
+    env.fake_control("key_status", Some(json!({"id": "apikey_TEST05", "status": "expired"})));
+    env.advance(300);
+    env.eventually("key 5 confirmed expired", || key(&env, k5)["admin_api_retirement"] == "confirmed: expired");
+
+    // Confirmed retirements are not retried: more passes and polls leave the keys alone.
+    let calls = |id: &str| env.fake_control("seen", None)["request_counts"][format!("/v1/organizations/api_keys/{id}")].as_u64().unwrap_or(0);
+    let before = (calls("apikey_TEST04"), calls("apikey_TEST05"));
+    for _ in 0..3 {
+        env.advance(300);
+    }
+    poll(&env);
+    assert_eq!((calls("apikey_TEST04"), calls("apikey_TEST05")), before, "no retirement loop");
+    assert!(status_updates_of(&env, "apikey_TEST04").is_empty() && status_updates_of(&env, "apikey_TEST05").is_empty());
+    assert_eq!(env.api(json!({"Status": null}))["retirement_errors"], json!([]));
+}
+
+#[test]
+fn a_due_key_is_deactivated_within_five_minutes_with_a_day_long_poll_interval() {
+    let env = Env::start("due-key", "truth.json", &[]);
+    env.configure_admin_api();
+    let r = env.api(json!({"UpdateSettings": {"poll_interval_secs": 86_400}}));
+    assert!(r.get("Ok").is_some(), "{r}");
+    let k7 = added(&env, 7, json!({"lifetime_days": 1}));
+    let expires_at = unix(&k7["expires_at"]);
+    poll(&env);
+    env.advance(expires_at - now(&env) - 30);
+    assert!(status_updates_of(&env, "apikey_TEST07").is_empty(), "deactivated before it was due");
+    let mut waited = 0;
+    while status_updates_of(&env, "apikey_TEST07").is_empty() && waited < 600 {
+        env.advance(30);
+        waited += 30;
+    }
+    let updates = status_updates_of(&env, "apikey_TEST07");
+    assert_eq!(updates.len(), 1, "deactivated once: {updates:?}");
+    let latency = unix(&updates[0]["at"]) - expires_at;
+    println!("due key deactivated {latency} virtual seconds after it was due (poll interval 24 h)");
+    assert!((0..=300).contains(&latency), "latency {latency} s");
+    assert_eq!(key(&env, k7["id"].as_u64().unwrap())["retired_reason"], "expired");
+}
