@@ -24,11 +24,21 @@ pub struct CallError {
     pub message: String,
     /// The operator must act (admin key refused or lacking rights, bad base URL).
     pub needs_operator: bool,
+    /// The HTTP status of a refusal (400, 401, 403, 404, ...), when there was an answer.
+    pub http_status: Option<u16>,
 }
 
 impl CallError {
     pub fn transient(message: String) -> CallError {
-        CallError { message, needs_operator: false }
+        CallError { message, needs_operator: false, http_status: None }
+    }
+
+    pub fn for_operator(message: String) -> CallError {
+        CallError { message, needs_operator: true, http_status: None }
+    }
+
+    fn refused(message: String, status: u16) -> CallError {
+        CallError { message, needs_operator: matches!(status, 401 | 403), http_status: Some(status) }
     }
 }
 
@@ -79,15 +89,9 @@ impl AdminClient {
                             last_error = format!("{endpoint}: {why}");
                             admin_api::backoff_secs(attempt, jitter())
                         }
-                        Outcome::AuthFailed(message) => {
-                            return Err(CallError { message, needs_operator: true })
-                        }
-                        Outcome::NotFound => {
-                            return Err(CallError::transient(format!("{endpoint}: not found (404)")))
-                        }
-                        Outcome::BadRequest(why) => {
-                            return Err(CallError::transient(format!("{endpoint}: {why}")))
-                        }
+                        Outcome::AuthFailed(message) => return Err(CallError::refused(message, status)),
+                        Outcome::NotFound => return Err(CallError::refused(format!("{endpoint}: not found (404)"), status)),
+                        Outcome::BadRequest(why) => return Err(CallError::refused(format!("{endpoint}: {why}"), status)),
                         Outcome::Fatal(why) => return Err(CallError::transient(format!("{endpoint}: {why}"))),
                     }
                 }

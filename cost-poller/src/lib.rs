@@ -13,7 +13,7 @@ use hyperware_process_lib::{our, Address, Request};
 use serde::{Deserialize, Serialize};
 use shared_types::admin_api::{self, AdminApiBase, ApiKeyObject, ApiKeyStatus, ReportPage, UpdateApiKeyBody};
 use shared_types::messages::{
-    self, AdminKeyInfo, BackfillOrder, ConnectionTest, PollError, PollerConfig, PollerStatus, PollerWork,
+    self, AdminKeyInfo, BackfillOrder, ConnectionTest, KeyDailyCost, PollError, PollerConfig, PollerStatus, PollerWork,
     RetireOrder, RetirementOutcome, RetirementResult, UsageBucket, UsagePush, WorkspaceCost,
 };
 use shared_types::{AdminKey, Timestamp};
@@ -271,7 +271,45 @@ impl CostPoller {
         if !costs.is_empty() {
             tell_issuer::<u64>(serde_json::json!({"PushWorkspaceCosts": costs})).await.map_err(|e| poll_error(e, false))?;
         }
+        self.poll_analytics(&base, cost_from, cost_to, at).await?;
         self.cost_cursor = Some(cost_from.max(floor_day(at) - TimeDelta::days(COST_OVERLAP_DAYS)));
+        Ok(())
+    }
+
+    /// Per-key daily cost from the beta analytics endpoint, a third source. An organization
+    /// without the beta answers 400/403/404: noted on the status page, never a poll error.
+    async fn poll_analytics(&mut self, base: &AdminApiBase, from: Timestamp, to: Timestamp, at: Timestamp) -> Result<(), PollError> {
+        let client = AdminClient { beta: Some(admin_api::ANALYTICS_BETA), ..self.client()? };
+        let mut pages = vec![];
+        let mut page_token: Option<String> = None;
+        loop {
+            let body = match client.get(base.analytics_cost(from, to, at, page_token.as_deref())).await {
+                Ok(body) => body,
+                Err(CallError { http_status: Some(status @ (400 | 403 | 404)), .. }) => {
+                    self.status.analytics_available = Some(false);
+                    self.status.analytics_note = Some(format!(
+                        "the analytics endpoint answered {status}: this organization does not have it; usage estimates and workspace costs are used"
+                    ));
+                    return Ok(());
+                }
+                Err(e) => return Err(poll_error(e.message, e.needs_operator)),
+            };
+            let page = admin_api::parse_analytics_cost_page(&body).map_err(|e| poll_error(e.to_string(), false))?;
+            page_token = admin_api::next_report_page(&page).map_err(|e| poll_error(e.to_string(), false))?;
+            pages.push(page);
+            if page_token.is_none() {
+                break;
+            }
+        }
+        let costs: Vec<KeyDailyCost> = admin_api::analytics_cost_by_key(&pages)
+            .into_iter()
+            .map(|((api_key_id, day_start), amount)| KeyDailyCost { api_key_id, day_start, amount })
+            .collect();
+        if !costs.is_empty() {
+            tell_issuer::<u64>(serde_json::json!({"PushKeyCosts": costs})).await.map_err(|e| poll_error(e, false))?;
+        }
+        self.status.analytics_available = Some(true);
+        self.status.analytics_note = None;
         Ok(())
     }
 
@@ -321,7 +359,7 @@ impl CostPoller {
     /// `active` counts as done (archived and expired keys cannot be changed, and are stopped
     /// already), so a retirement never loops on a key the organization has stopped.
     async fn set_status(&self, order: &RetireOrder) -> Result<String, CallError> {
-        let setup = |e: PollError| CallError { message: e.message, needs_operator: e.needs_operator };
+        let setup = |e: PollError| CallError { message: e.message, needs_operator: e.needs_operator, http_status: None };
         let base = self.base().map_err(setup)?;
         let client = self.client().map_err(setup)?;
         let before = self.read_key(&client, &base, &order.api_key_id).await?;
@@ -348,8 +386,8 @@ impl CostPoller {
 
     async fn list_all_keys(&self) -> Result<Vec<ApiKeyObject>, CallError> {
         let to_call_error = CallError::transient;
-        let base = self.base().map_err(|e| CallError { message: e.message, needs_operator: true })?;
-        let client = self.client().map_err(|e| CallError { message: e.message, needs_operator: true })?;
+        let base = self.base().map_err(|e| CallError::for_operator(e.message))?;
+        let client = self.client().map_err(|e| CallError::for_operator(e.message))?;
         let mut keys = vec![];
         let mut after: Option<String> = None;
         loop {

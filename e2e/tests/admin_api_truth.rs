@@ -320,3 +320,33 @@ fn a_due_key_is_deactivated_within_five_minutes_with_a_day_long_poll_interval() 
     assert!((0..=300).contains(&latency), "latency {latency} s");
     assert_eq!(key(&env, k7["id"].as_u64().unwrap())["retired_reason"], "expired");
 }
+
+#[test]
+fn analytics_cost_is_a_third_source_when_the_organization_has_it() {
+    let env = Env::start("analytics", "truth.json", &[]);
+    env.configure_admin_api();
+    let k3 = added(&env, 3, json!({}))["id"].as_u64().unwrap();
+    poll(&env);
+    let status = env.api(json!({"Status": null}));
+    assert_eq!(status["poller"]["analytics_available"], true, "{status}");
+    // Key 3: 3,600 input + 720 output tokens of Sonnet 4.5 an hour = 0.0216 USD an hour, 0.5184 a day,
+    // at the fake's own list prices.
+    let detail = env.api(json!({"KeyDetail": k3}))["Ok"].clone();
+    assert_eq!(detail["authoritative_source"], "analytics", "{detail}");
+    assert_eq!(detail["estimate_source"], "usage_estimate");
+    let authoritative = detail["authoritative_micro_usd"].as_i64().unwrap();
+    assert!(authoritative >= 6 * 518_400 && authoritative % 518_400 == 0, "whole days of 0.5184 USD: {authoritative}");
+    // Over whole days the estimate covers, the estimate (same list prices) agrees exactly.
+    println!("analytics: {authoritative} µUSD over closed days; estimate over the same days {}", detail["estimate_same_days_micro_usd"]);
+    assert_eq!(detail["estimate_same_days_micro_usd"], authoritative, "{detail}");
+    assert_eq!(detail["drift_basis_points"], 0);
+
+    // An organization without the beta: no poll error, the Status page says so, figures stay.
+    env.fake_control("analytics", Some(json!({"mode": "forbidden"})));
+    poll(&env);
+    let status = env.api(json!({"Status": null}));
+    assert_eq!(status["poller"]["last_error"], Value::Null, "{status}");
+    assert_eq!(status["poller"]["analytics_available"], false);
+    assert!(status["poller"]["analytics_note"].as_str().unwrap().contains("403"), "{status}");
+    assert_eq!(env.api(json!({"KeyDetail": k3}))["Ok"]["authoritative_micro_usd"], authoritative);
+}

@@ -44,6 +44,8 @@ const MIGRATIONS: &[&[&str]] = &[
         "DROP TABLE cost_samples",
         "CREATE INDEX usage_samples_by_time ON usage_samples (source, bucket_start)",
     ],
+    // 2: authoritative daily cost per key (the analytics endpoint).
+    &["CREATE TABLE key_costs (key_id INTEGER NOT NULL, day_start INTEGER NOT NULL, source TEXT NOT NULL, micro_usd INTEGER NOT NULL, PRIMARY KEY (key_id, day_start, source))"],
 ];
 
 /// Workspace id stored for the default workspace (the Admin API's null).
@@ -212,6 +214,43 @@ impl Db {
             })
             .collect();
         self.write_all(statements, "storing workspace costs").await
+    }
+
+    /// Upserts authoritative daily costs of keys from `source`.
+    pub async fn upsert_key_costs(&self, costs: &[(KeyId, Timestamp, MicroUsd)], source: CostSource) -> DbResult<()> {
+        if costs.is_empty() {
+            return Ok(());
+        }
+        let source = text(&source.to_string());
+        let statements = costs
+            .iter()
+            .map(|(key, day, amount)| {
+                format!(
+                    "INSERT OR REPLACE INTO key_costs (key_id, day_start, source, micro_usd) VALUES ({}, {}, {source}, {})",
+                    key.0,
+                    day.timestamp(),
+                    amount.0
+                )
+            })
+            .collect();
+        self.write_all(statements, "storing key costs").await
+    }
+
+    /// Authoritative daily cost of one key from `source`, oldest first.
+    pub async fn key_daily_costs(&self, key: KeyId, source: CostSource) -> DbResult<Vec<CostPoint>> {
+        let rows = self
+            .read(
+                format!(
+                    "SELECT day_start, micro_usd FROM key_costs WHERE key_id = {} AND source = {} ORDER BY day_start",
+                    key.0,
+                    text(&source.to_string())
+                ),
+                "reading key costs",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok(CostPoint { at: timestamp(int(row, "day_start")?)?, amount: MicroUsd(int(row, "micro_usd")?) }))
+            .collect()
     }
 
     /// Hourly estimated cost of every key, oldest first. Each key's series comes back as one

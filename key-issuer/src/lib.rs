@@ -21,7 +21,7 @@ use shared_types::http_api::{
 };
 use shared_types::admin_api::{self, ApiKeyObject};
 use shared_types::messages::{
-    self, AdminKeyInfo, BackfillOrder, ConnectionTest, KeyCheck, PollerStatus, PollerWork, RetireOrder,
+    self, AdminKeyInfo, BackfillOrder, ConnectionTest, KeyCheck, KeyDailyCost, PollerStatus, PollerWork, RetireOrder,
     RetirementOutcome, RetirementResult, UsagePush, WorkspaceCost,
 };
 use shared_types::pool::{Issuance, IssueError, KeyId, OrgSync, PoolError, Resolution, RetirementError};
@@ -534,6 +534,21 @@ impl KeyIssuer {
         Ok(self.pending_work())
     }
 
+    /// Per-key daily cost from the analytics endpoint (authoritative, a third source).
+    #[local]
+    async fn push_key_costs(&mut self, costs: Vec<KeyDailyCost>) -> Result<u64, String> {
+        if !from_our_poller(&hyperapp::source()) {
+            return Err(NOT_FROM_POLLER.to_string());
+        }
+        let db = self.db().await?;
+        let rows: Vec<_> = costs
+            .iter()
+            .filter_map(|c| self.pool.key_by_api_id(&c.api_key_id).map(|key| (key, c.day_start, c.amount)))
+            .collect();
+        db.upsert_key_costs(&rows, CostSource::Analytics).await?;
+        Ok(rows.len() as u64)
+    }
+
     /// A late-matched key's usage since it was added has been pushed.
     #[local]
     fn push_backfill_done(&mut self, key: KeyId) -> Result<(), String> {
@@ -757,16 +772,33 @@ impl KeyIssuer {
         let alone = workspace.as_ref().is_some_and(|ws| {
             self.pool.keys().filter(|r| matches!(&r.resolution, Resolution::Resolved { workspace_id: Some(w), .. } if w == ws)).count() == 1
         });
-        let (mut authoritative, mut estimate) = (None, None);
-        if let (true, Some(ws)) = (alone, &workspace) {
-            let today = at.timestamp() - at.timestamp().rem_euclid(86_400);
-            let days = db.workspace_daily_costs(Some(ws)).await?;
-            let closed: Vec<_> = days.iter().filter(|d| d.at.timestamp() < today).collect();
-            if let Some(first) = closed.first() {
-                let from = first.at.timestamp();
-                authoritative = Some(closed.iter().map(|d| d.amount).sum::<MicroUsd>());
-                estimate = Some(hourly.iter().filter(|p| (from..today).contains(&p.at.timestamp())).map(|p| p.amount).sum::<MicroUsd>());
+        // The analytics endpoint's per-key cost first; else the key's own workspace's cost report.
+        let mut days = db.key_daily_costs(key, CostSource::Analytics).await?;
+        let mut source = CostSource::Analytics;
+        if days.is_empty() {
+            if let (true, Some(ws)) = (alone, &workspace) {
+                days = db.workspace_daily_costs(Some(ws)).await?;
+                source = CostSource::CostReport;
             }
+        }
+        let (mut authoritative, mut estimate, mut authoritative_source) = (None, None, None);
+        let today = at.timestamp() - at.timestamp().rem_euclid(86_400);
+        // Compare whole days the estimate covers: its first day may start mid-day (the first
+        // poll reaches back a set number of hours), and a part day would show as drift.
+        let estimate_from = hourly.first().map_or(i64::MAX, |p| {
+            let t = p.at.timestamp();
+            if t.rem_euclid(86_400) == 0 {
+                t
+            } else {
+                t - t.rem_euclid(86_400) + 86_400
+            }
+        });
+        let closed: Vec<_> = days.iter().filter(|d| (estimate_from..today).contains(&d.at.timestamp())).collect();
+        if let Some(first) = closed.first() {
+            let from = first.at.timestamp();
+            authoritative = Some(closed.iter().map(|d| d.amount).sum::<MicroUsd>());
+            estimate = Some(hourly.iter().filter(|p| (from..today).contains(&p.at.timestamp())).map(|p| p.amount).sum::<MicroUsd>());
+            authoritative_source = Some(source.to_string());
         }
         let drift = match (estimate, authoritative) {
             (Some(e), Some(a)) => cost::drift_basis_points(e, a),
@@ -782,6 +814,8 @@ impl KeyIssuer {
             estimate_same_days_micro_usd: estimate.map(|m| m.0),
             drift_basis_points: drift,
             drift_warning: drift.is_some_and(|d| d.abs() > cost::DRIFT_WARNING_BASIS_POINTS),
+            authoritative_source,
+            estimate_source: CostSource::UsageEstimate.to_string(),
         })
     }
 

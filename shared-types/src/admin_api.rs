@@ -178,6 +178,26 @@ impl AdminApiBase {
         Ok(self.report("/v1/organizations/usage_report/messages", &params, page))
     }
 
+    /// Daily cost per API key from the beta analytics endpoint (send with the `ANALYTICS_BETA`
+    /// header). `starting_at` is moved into the window the endpoint accepts (see
+    /// [`ANALYTICS_EARLIEST`]), relative to `now`.
+    pub fn analytics_cost(&self, starting_at: Timestamp, ending_at: Timestamp, now: Timestamp, page: Option<&str>) -> url::Url {
+        let earliest = chrono::DateTime::from_timestamp(ANALYTICS_EARLIEST, 0).unwrap_or(starting_at);
+        let lookback = now - chrono::TimeDelta::days(ANALYTICS_MAX_LOOKBACK_DAYS - 1);
+        let from = starting_at.max(earliest).max(lookback);
+        self.report(
+            "/v1/organizations/analytics/cost",
+            &[
+                ("starting_at", rfc3339(from)),
+                ("ending_at", rfc3339(ending_at.max(from))),
+                ("time_bucket_width", "1d".into()),
+                ("limit", "31".into()),
+                ("group_by[]", "api_key_id".into()),
+            ],
+            page,
+        )
+    }
+
     /// Daily cost grouped by workspace and description.
     pub fn cost_report(&self, starting_at: Timestamp, ending_at: Timestamp, page: Option<&str>) -> Result<url::Url, AdminApiError> {
         Ok(self.report(
@@ -194,6 +214,10 @@ impl AdminApiBase {
         ))
     }
 }
+
+/// The analytics API has no data before 2026-01-01T00:00:00Z and looks back at most 365 days.
+pub const ANALYTICS_EARLIEST: i64 = 1_767_225_600;
+pub const ANALYTICS_MAX_LOOKBACK_DAYS: i64 = 365;
 
 /// Headers of every Admin API request. They carry the admin key: never log them.
 pub fn request_headers(admin_key: &str, beta: Option<&str>) -> Vec<(&'static str, String)> {
@@ -506,6 +530,38 @@ pub fn next_report_page<R>(page: &ReportPage<R>) -> Result<Option<String>, Admin
         (true, Some(next)) if !next.is_empty() => Ok(Some(next.clone())),
         (true, _) => Err(malformed("report", "has_more is true but next_page is missing")),
     }
+}
+
+/// One analytics cost row (the field names are the ones this project assumes; unconfirmed in the
+/// docs): `amount` is a decimal string in cents, parsed exactly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalyticsCostRow {
+    #[serde(default)]
+    pub api_key_id: Option<String>,
+    pub currency: String,
+    #[serde(deserialize_with = "cents_amount")]
+    pub amount: MicroUsd,
+}
+
+pub fn parse_analytics_cost_page(bytes: &[u8]) -> Result<ReportPage<AnalyticsCostRow>, AdminApiError> {
+    let page: ReportPage<AnalyticsCostRow> = parse("analytics/cost", bytes)?;
+    if let Some(row) = page.data.iter().flat_map(|b| &b.results).find(|r| r.currency != "USD") {
+        return Err(malformed("analytics/cost", format!("currency {:?} is not USD", row.currency)));
+    }
+    Ok(page)
+}
+
+/// Analytics cost summed per (api key id, day); rows without a key id are left out.
+pub fn analytics_cost_by_key(pages: &[ReportPage<AnalyticsCostRow>]) -> BTreeMap<(String, Timestamp), MicroUsd> {
+    let mut sums: BTreeMap<(String, Timestamp), MicroUsd> = BTreeMap::new();
+    for bucket in pages.iter().flat_map(|p| &p.data) {
+        for row in &bucket.results {
+            if let Some(key) = &row.api_key_id {
+                *sums.entry((key.clone(), bucket.starting_at)).or_default() += row.amount;
+            }
+        }
+    }
+    sums
 }
 
 /// Usage summed per (api key id, bucket start), per (model, service tier, context window). Rows

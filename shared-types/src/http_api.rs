@@ -736,6 +736,10 @@ pub struct KeyDetail {
     pub estimate_same_days_micro_usd: Option<i64>,
     pub drift_basis_points: Option<i64>,
     pub drift_warning: bool,
+    /// Where `authoritative_micro_usd` comes from: `analytics` (per-key cost) or `cost_report` (the
+    /// key's own workspace); the estimate is always `usage_estimate`.
+    pub authoritative_source: Option<String>,
+    pub estimate_source: String,
 }
 
 /// One active key's burn rate and runway, for the overview.

@@ -135,6 +135,14 @@ pub struct WorkspaceCost {
     pub amount: MicroUsd,
 }
 
+/// Authoritative cost of one Admin API key for one day (the analytics endpoint).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDailyCost {
+    pub api_key_id: String,
+    pub day_start: Timestamp,
+    pub amount: MicroUsd,
+}
+
 /// How the poller is doing, shown on the status page.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollerStatus {
@@ -149,6 +157,12 @@ pub struct PollerStatus {
     /// When the organization's keys were last read in full (every poll).
     #[serde(default)]
     pub org_keys_read_at: Option<Timestamp>,
+    /// Whether the beta analytics endpoint answered at the last poll (None: not asked yet), and
+    /// why not when it did not.
+    #[serde(default)]
+    pub analytics_available: Option<bool>,
+    #[serde(default)]
+    pub analytics_note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

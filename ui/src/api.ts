@@ -78,6 +78,8 @@ export interface KeyDetail {
   estimate_same_days_micro_usd: number | null;
   drift_basis_points: number | null;
   drift_warning: boolean;
+  authoritative_source: string | null;
+  estimate_source: string;
 }
 
 export interface KeyRunway {
@@ -152,6 +154,8 @@ export interface PollerStatus {
   last_error: PollError | null;
   skipped_rows: number;
   polls_total: number;
+  analytics_available: boolean | null;
+  analytics_note: string | null;
 }
 
 export interface Status {

@@ -26,14 +26,14 @@ function Figures({ d }: { d: KeyDetail }) {
       <Stat label="Admin API id" value={k.api_key_id ?? 'unresolved'} hint={k.unresolved_reason ?? undefined} />
       {d.drift_basis_points != null && (
         <Stat
-          label="Estimate vs cost report"
+          label={`Estimate vs ${d.authoritative_source === 'analytics' ? 'analytics' : 'cost report'}`}
           value={
             <span className={d.drift_warning ? 'warn' : undefined}>
               {formatBasisPoints(d.drift_basis_points)}
               {d.drift_warning ? ' ⚠' : ''}
             </span>
           }
-          hint={`(estimate − cost report) ÷ cost report over closed days: estimate ${formatUsd(d.estimate_same_days_micro_usd ?? 0)}, cost report ${formatUsd(d.authoritative_micro_usd ?? 0)}. Warns above 5%.`}
+          hint={`(estimate − authoritative) ÷ authoritative over closed days: estimate (usage × price table) ${formatUsd(d.estimate_same_days_micro_usd ?? 0)}, authoritative (${d.authoritative_source}) ${formatUsd(d.authoritative_micro_usd ?? 0)}. Warns above 5%.`}
         />
       )}
     </section>

@@ -17,20 +17,22 @@ function Drift() {
   // Drift exists per key whose workspace holds no other pool key; ask each key's detail.
   const state = useLoad(async () => {
     const keys = await api.listKeys();
-    const details = await Promise.all(keys.filter((k) => k.workspace_id).map((k) => api.keyDetail(k.id)));
+    // Any matched key may have an authoritative figure (analytics per key, or its own workspace).
+    const details = await Promise.all(keys.filter((k) => k.api_key_id).map((k) => api.keyDetail(k.id)));
     return details.filter((d) => d.drift_basis_points != null);
   }, []);
   return (
     <section className="card" aria-labelledby="drift-title">
-      <h2 id="drift-title">Estimate vs cost report</h2>
+      <h2 id="drift-title">Estimate vs authoritative cost</h2>
       <p className="muted small">
-        Drift = (estimate − cost report) ÷ cost report over the same closed days, for keys alone in their workspace. Above 5% is
-        flagged: check the price table.
+        Drift = (estimate − authoritative) ÷ authoritative over the same closed days. The authoritative figure is the analytics
+        endpoint's per-key cost when the organization has it, else the cost report of a workspace holding only that key. Above
+        5% is flagged: check the price table.
       </p>
       <LoadState state={state} what="drift">
         {(rows: KeyDetail[]) =>
           rows.length === 0 ? (
-            <Empty>No key has an authoritative cost figure yet (it needs a workspace of its own and a closed day).</Empty>
+            <Empty>No key has an authoritative cost figure yet (it needs the analytics endpoint or a workspace of its own, and a closed day).</Empty>
           ) : (
             <div className="table-wrap">
               <table>
@@ -38,7 +40,8 @@ function Drift() {
                   <tr>
                     <th scope="col">Key</th>
                     <th scope="col" className="num">Estimate</th>
-                    <th scope="col" className="num">Cost report</th>
+                    <th scope="col" className="num">Authoritative</th>
+                    <th scope="col">Source</th>
                     <th scope="col" className="num">Drift</th>
                   </tr>
                 </thead>
@@ -50,6 +53,7 @@ function Drift() {
                       </td>
                       <td className="num">{formatUsd(d.estimate_same_days_micro_usd ?? 0)}</td>
                       <td className="num">{formatUsd(d.authoritative_micro_usd ?? 0)}</td>
+                      <td>{d.authoritative_source}</td>
                       <td className={`num ${d.drift_warning ? 'warn' : ''}`}>
                         {formatBasisPoints(d.drift_basis_points ?? 0)}
                         {d.drift_warning ? ' ⚠' : ''}
@@ -161,6 +165,16 @@ export function StatusView() {
                   </dd>
                   <dt>Polls so far</dt>
                   <dd>{p.polls_total}</dd>
+                  <dt>Analytics (per-key cost)</dt>
+                  <dd data-testid="analytics">
+                    {p.analytics_available == null ? (
+                      <span className="muted">not asked yet</span>
+                    ) : p.analytics_available ? (
+                      'in use'
+                    ) : (
+                      <span className="muted">{p.analytics_note}</span>
+                    )}
+                  </dd>
                   <dt>Usage rows without a key</dt>
                   <dd title="Usage from the Console Workbench carries no API key id and is not attributed.">{p.skipped_rows}</dd>
                 </dl>
