@@ -11,7 +11,9 @@ use chrono::{DurationRound, TimeDelta};
 use hyperware_process_lib::hyperapp::{self, SaveOptions};
 use hyperware_process_lib::{our, Address, Request};
 use serde::{Deserialize, Serialize};
-use shared_types::admin_api::{self, AdminApiBase, ApiKeyObject, ApiKeyStatus, ReportPage, UpdateApiKeyBody};
+use shared_types::admin_api::{
+    self, AdminApiBase, ApiKeyObject, ApiKeyStatus, CreateWorkspaceBody, ReportPage, UpdateApiKeyBody, Workspace,
+};
 use shared_types::messages::{
     self, AdminKeyInfo, BackfillOrder, ConnectionTest, KeyDailyCost, PollError, PollerConfig, PollerStatus, PollerWork,
     RetireOrder, RetirementOutcome, RetirementResult, UsageBucket, UsagePush, WorkspaceCost,
@@ -337,16 +339,50 @@ impl CostPoller {
         tell_issuer::<()>(serde_json::json!({"PushBackfillDone": order.key})).await.map_err(|e| poll_error(e, false))
     }
 
+    /// Sets each key's status, then archives its workspace when the order asks; confirmed only
+    /// when both are done (a failed archive is retried: the status step then reads the key as
+    /// already stopped and goes straight to the archive).
     async fn retire(&self, orders: Vec<RetireOrder>) -> Vec<RetirementResult> {
         let mut results = Vec::with_capacity(orders.len());
         for order in orders {
-            let outcome = match self.set_status(&order).await {
+            let mut workspace_archived = None;
+            let done = match self.set_status(&order).await {
+                Ok(status) => match &order.archive_workspace {
+                    Some(ws) => self.archive_workspace(ws).await.map(|()| {
+                        workspace_archived = Some(ws.clone());
+                        status
+                    }),
+                    None => Ok(status),
+                },
+                Err(e) => Err(e),
+            };
+            let outcome = match done {
                 Ok(status) => RetirementOutcome::Confirmed { status },
                 Err(e) => RetirementOutcome::Failed { error: e.message, needs_operator: e.needs_operator },
             };
-            results.push(RetirementResult { key: order.key, api_key_id: order.api_key_id, outcome });
+            results.push(RetirementResult { key: order.key, api_key_id: order.api_key_id, outcome, workspace_archived });
         }
         results
+    }
+
+    /// Archives a workspace; one already archived counts as done.
+    async fn archive_workspace(&self, id: &str) -> Result<(), CallError> {
+        let setup = |e: PollError| CallError { message: e.message, needs_operator: e.needs_operator, http_status: None };
+        let base = self.base().map_err(setup)?;
+        let client = self.client().map_err(setup)?;
+        let read = base.get_workspace(id).map_err(|e| CallError::transient(e.to_string()))?;
+        let current = admin_api::parse_workspace(&client.get(read).await?).map_err(|e| CallError::transient(e.to_string()))?;
+        if current.archived_at.is_some() {
+            return Ok(());
+        }
+        let url = base.archive_workspace(id).map_err(|e| CallError::transient(e.to_string()))?;
+        let answer = client.post(url, b"{}".to_vec()).await?;
+        let archived = admin_api::parse_workspace(&answer).map_err(|e| CallError::transient(e.to_string()))?;
+        if archived.archived_at.is_some() {
+            Ok(())
+        } else {
+            Err(CallError::transient(format!("the Admin API did not archive workspace {id}")))
+        }
     }
 
     async fn read_key(&self, client: &AdminClient, base: &AdminApiBase, id: &str) -> Result<ApiKeyObject, CallError> {
@@ -522,6 +558,21 @@ impl CostPoller {
         let keys = self.list_all_keys().await;
         self.release_admin_api();
         keys.map_err(|e| e.message)
+    }
+
+    /// Creates a workspace for one key (workspace-per-key mode).
+    #[local]
+    async fn create_workspace(&mut self, name: String) -> Result<Workspace, String> {
+        if !from_our_issuer(&hyperapp::source()) {
+            return Err(NOT_FROM_ISSUER.to_string());
+        }
+        let base = self.base().map_err(|e| e.message)?;
+        let client = self.client().map_err(|e| e.message)?;
+        let body = serde_json::to_vec(&CreateWorkspaceBody { name }).map_err(|e| e.to_string())?;
+        self.take_admin_api().await;
+        let answer = client.post(base.create_workspace(), body).await;
+        self.release_admin_api();
+        admin_api::parse_workspace(&answer.map_err(|e| e.message)?).map_err(|e| e.to_string())
     }
 
     /// The issuer retired or matched a key: carry out the pending work now rather than at the

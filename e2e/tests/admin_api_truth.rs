@@ -350,3 +350,52 @@ fn analytics_cost_is_a_third_source_when_the_organization_has_it() {
     assert!(status["poller"]["analytics_note"].as_str().unwrap().contains("403"), "{status}");
     assert_eq!(env.api(json!({"KeyDetail": k3}))["Ok"]["authoritative_micro_usd"], authoritative);
 }
+
+#[test]
+fn workspace_per_key_prepares_attributes_and_archives() {
+    let env = Env::start("workspaces", "truth.json", &[]);
+    env.configure_admin_api();
+    // Without the analytics beta, a key alone in its workspace gets the cost report as its own.
+    env.fake_control("analytics", Some(json!({"mode": "forbidden"})));
+    let r = env.api(json!({"PrepareWorkspace": {"name": "trial for alice"}}));
+    assert!(r["Err"].as_str().unwrap().contains("workspace-per-key mode"), "off by default: {r}");
+    let r = env.api(json!({"UpdateSettings": {"workspace_per_key": true, "archive_workspace_on_retire": true}}));
+    assert!(r.get("Ok").is_some(), "{r}");
+
+    let r = env.api(json!({"PrepareWorkspace": {"name": "trial for alice"}}));
+    let ws = r["Ok"]["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string();
+    assert!(r["Ok"]["next_step"].as_str().unwrap().contains("Console"), "{r}");
+    let seen = env.fake_control("seen", None);
+    assert!(seen["workspace_events"].as_array().unwrap().iter().any(|e| e["workspace_id"] == ws.as_str() && e["event"] == "created"), "{seen}");
+
+    // Key 9 is alone in its own workspace: its cost report is authoritative and, at the same list
+    // prices, equal to the estimate over whole days.
+    let k9 = added(&env, 9, json!({}))["id"].as_u64().unwrap();
+    poll(&env);
+    let detail = env.api(json!({"KeyDetail": k9}))["Ok"].clone();
+    assert_eq!(detail["authoritative_source"], "cost_report", "{detail}");
+    assert_eq!(detail["estimate_same_days_micro_usd"], detail["authoritative_micro_usd"], "{detail}");
+    assert_eq!(detail["drift_basis_points"], 0);
+
+    // The operator creates key 10 in the prepared workspace (in the Console) and adds it.
+    env.fake_control("keys", Some(json!({"id": "apikey_TEST10", "name": "alice", "partial_key_hint": "sk-ant-api03-TES...0010", "workspace_id": ws})));
+    let k10 = added(&env, 10, json!({}));
+    assert_eq!(k10["workspace_id"], ws.as_str(), "{k10}");
+    let k10 = k10["id"].as_u64().unwrap();
+    let list = env.api(json!({"ListWorkspaces": null}));
+    assert_eq!(list[0]["key"], k10, "{list}");
+
+    // Retiring it archives its workspace too; key 9's workspace, not prepared here, is kept.
+    env.api(json!({"RetireKey": k10}));
+    env.api(json!({"RetireKey": k9}));
+    env.eventually("key 10's workspace archived", || {
+        let events = env.fake_control("seen", None)["workspace_events"].clone();
+        events.as_array().unwrap().iter().any(|e| e["workspace_id"] == ws.as_str() && e["event"] == "archived")
+    });
+    env.eventually("both retirements confirmed", || {
+        [k9, k10].iter().all(|k| key(&env, *k)["admin_api_retirement"].as_str().is_some_and(|s| s.starts_with("confirmed")))
+    });
+    let events = env.fake_control("seen", None)["workspace_events"].clone();
+    assert!(!events.as_array().unwrap().iter().any(|e| e["workspace_id"] == "wrkspc_TESTsolo9" && e["event"] == "archived"), "{events}");
+    assert!(env.api(json!({"ListWorkspaces": null}))[0]["archived_at"].is_string());
+}

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use shared_types::cost::{self, CostSource, HourlyCosts};
 use shared_types::http_api::{
     self, AuditPage, AuditQuery, CostSeries, CostSeriesQuery, JoinEvent, KeyDetail, KeyView, ModelUsageView, NodesPage,
-    NodesQuery, Settings, SettingsView, StatusView,
+    NodesQuery, PreparedWorkspace, Settings, SettingsView, StatusView,
 };
-use shared_types::admin_api::{self, ApiKeyObject};
+use shared_types::admin_api::{self, ApiKeyObject, Workspace};
 use shared_types::messages::{
     self, AdminKeyInfo, BackfillOrder, ConnectionTest, KeyCheck, KeyDailyCost, PollerStatus, PollerWork, RetireOrder,
     RetirementOutcome, RetirementResult, UsagePush, WorkspaceCost,
@@ -40,6 +40,9 @@ pub struct KeyIssuer {
     settings: Settings,
     admin_key: Option<AdminKeyInfo>,
     poller_status: PollerStatus,
+    /// Workspaces prepared for one key each (workspace-per-key mode).
+    #[serde(default)]
+    workspaces: Vec<PreparedWorkspace>,
     #[serde(skip)]
     rt: Runtime,
 }
@@ -259,8 +262,13 @@ impl KeyIssuer {
     fn pending_work(&self) -> PollerWork {
         let mut work = PollerWork::default();
         for key in self.pool.pending_remote_retirements() {
-            if let Some(Resolution::Resolved { api_key_id, .. }) = self.pool.key(key).map(|r| &r.resolution) {
-                work.retire.push(RetireOrder { key, api_key_id: api_key_id.clone(), status: self.settings.retire_to });
+            if let Some(Resolution::Resolved { api_key_id, workspace_id }) = self.pool.key(key).map(|r| &r.resolution) {
+                // Only a workspace this app prepared is archived: archiving stops every key in it.
+                let archive_workspace = workspace_id
+                    .as_ref()
+                    .filter(|ws| self.settings.archive_workspace_on_retire && self.workspaces.iter().any(|p| &p.id == *ws && p.archived_at.is_none()))
+                    .cloned();
+                work.retire.push(RetireOrder { key, api_key_id: api_key_id.clone(), status: self.settings.retire_to, archive_workspace });
             }
         }
         work.backfill = self
@@ -312,6 +320,8 @@ impl KeyIssuer {
             price_table: s.price_table.clone(),
             p2p_requests_per_minute: s.p2p_requests_per_minute,
             issue_unmatched_keys: s.issue_unmatched_keys,
+            workspace_per_key: s.workspace_per_key,
+            archive_workspace_on_retire: s.archive_workspace_on_retire,
         }
     }
 
@@ -571,6 +581,12 @@ impl KeyIssuer {
                 RetirementOutcome::Confirmed { status } => {
                     self.pool.confirm_remote_retirement(result.key, status.clone());
                     self.audit("cost-poller", "Admin API status set", &format!("key {}", result.key), &status);
+                    if let Some(ws) = &result.workspace_archived {
+                        if let Some(prepared) = self.workspaces.iter_mut().find(|p| &p.id == ws) {
+                            prepared.archived_at = Some(now());
+                        }
+                        self.audit("cost-poller", "workspace archived", &format!("{ws} of key {}", result.key), "archived");
+                    }
                 }
                 RetirementOutcome::Failed { error, needs_operator } => {
                     // Audit a failure once, not at every retry.
@@ -677,6 +693,39 @@ impl KeyIssuer {
                 http_result(Err(e.to_string()), StatusCode::BAD_REQUEST)
             }
         }
+    }
+
+    /// `{"PrepareWorkspace": {"name": "trial for alice"}}`: creates a workspace through the Admin
+    /// API for one new key (workspace-per-key mode); the operator then creates the key in it in
+    /// the Console (keys cannot be created through the API) and adds it here.
+    #[http]
+    async fn prepare_workspace(&mut self, body: serde_json::Value) -> Result<http_api::WorkspaceView, String> {
+        if !self.settings.workspace_per_key {
+            return http_result(Err("turn on workspace-per-key mode in Settings first".to_string()), StatusCode::CONFLICT);
+        }
+        let name = match http_api::parse_workspace_name(&body) {
+            Ok(name) => name,
+            Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
+        };
+        let answer = ask_poller::<Workspace>(serde_json::json!({"CreateWorkspace": name}), ADD_KEY_LOOKUP_SECS).await;
+        let workspace = match self.note_poller(answer) {
+            Ok(ws) => ws,
+            Err(e) => {
+                self.audit("operator", "prepare workspace", &name, &format!("failed: {e}"));
+                return http_result(Err(format!("the Admin API did not create the workspace: {e}")), StatusCode::BAD_GATEWAY);
+            }
+        };
+        let prepared = PreparedWorkspace { id: workspace.id.clone(), name: workspace.name.unwrap_or(name), created_at: now(), archived_at: None };
+        self.audit("operator", "prepare workspace", &format!("{} \"{}\"", prepared.id, prepared.name), "created");
+        let view = http_api::WorkspaceView::of(&prepared, &self.pool);
+        self.workspaces.push(prepared);
+        self.save();
+        Ok(view)
+    }
+
+    #[http]
+    fn list_workspaces(&self) -> Vec<http_api::WorkspaceView> {
+        self.workspaces.iter().rev().map(|ws| http_api::WorkspaceView::of(ws, &self.pool)).collect()
     }
 
     #[http]

@@ -129,6 +129,10 @@ impl AdminApiBase {
         self.endpoint("/v1/organizations/workspaces")
     }
 
+    pub fn get_workspace(&self, id: &str) -> Result<url::Url, AdminApiError> {
+        Ok(self.endpoint(&format!("/v1/organizations/workspaces/{}", check_id(id)?)))
+    }
+
     pub fn archive_workspace(&self, id: &str) -> Result<url::Url, AdminApiError> {
         Ok(self.endpoint(&format!("/v1/organizations/workspaces/{}/archive", check_id(id)?)))
     }
@@ -417,6 +421,11 @@ pub struct UpdateApiKeyBody {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CreateWorkspaceBody {
+    pub name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

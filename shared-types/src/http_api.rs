@@ -46,6 +46,13 @@ pub struct Settings {
     /// [`Settings::upgrade_saved_state`]).
     #[serde(default)]
     pub price_table_revision: u32,
+    /// Workspace-per-key mode: the dashboard offers to prepare a workspace for each new key, so
+    /// that the organization's per-workspace cost (and spend limit) applies to that key alone.
+    #[serde(default)]
+    pub workspace_per_key: bool,
+    /// When a key in a workspace this app prepared retires, archive the workspace too.
+    #[serde(default)]
+    pub archive_workspace_on_retire: bool,
 }
 
 /// Bumped when a release adds default price entries: a saved table then gains the entries it
@@ -78,6 +85,8 @@ impl Default for Settings {
             p2p_requests_per_minute: 10,
             issue_unmatched_keys: false,
             price_table_revision: PRICE_TABLE_REVISION,
+            workspace_per_key: false,
+            archive_workspace_on_retire: false,
         }
     }
 }
@@ -163,6 +172,8 @@ pub fn apply_settings_update(current: &Settings, body: &serde_json::Value) -> Re
             "price_table",
             "p2p_requests_per_minute",
             "issue_unmatched_keys",
+            "workspace_per_key",
+            "archive_workspace_on_retire",
         ],
     )?;
     let mut next = current.clone();
@@ -218,12 +229,74 @@ pub fn apply_settings_update(current: &Settings, body: &serde_json::Value) -> Re
         }
         next.p2p_requests_per_minute = n as u32;
     }
-    match obj.get("issue_unmatched_keys") {
-        None | Some(serde_json::Value::Null) => {}
-        Some(serde_json::Value::Bool(b)) => next.issue_unmatched_keys = *b,
-        Some(_) => return Err(invalid("issue_unmatched_keys", "expected true or false")),
+    if let Some(b) = bool_field(&obj, "issue_unmatched_keys")? {
+        next.issue_unmatched_keys = b;
+    }
+    if let Some(b) = bool_field(&obj, "workspace_per_key")? {
+        next.workspace_per_key = b;
+    }
+    if let Some(b) = bool_field(&obj, "archive_workspace_on_retire")? {
+        next.archive_workspace_on_retire = b;
     }
     Ok(next)
+}
+
+fn bool_field(obj: &serde_json::Map<String, serde_json::Value>, field: &'static str) -> Result<Option<bool>, RequestError> {
+    match obj.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(invalid(field, "expected true or false")),
+    }
+}
+
+/// A workspace this app created for one key (workspace-per-key mode).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedWorkspace {
+    pub id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    #[serde(default)]
+    pub archived_at: Option<Timestamp>,
+}
+
+/// A prepared workspace as the dashboard shows it, with the pool key matched into it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceView {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub archived_at: Option<String>,
+    pub key: Option<KeyId>,
+    /// What the operator does next.
+    pub next_step: String,
+}
+
+impl WorkspaceView {
+    pub fn of(ws: &PreparedWorkspace, pool: &KeyPool) -> WorkspaceView {
+        let key = pool
+            .keys()
+            .find(|r| matches!(&r.resolution, Resolution::Resolved { workspace_id: Some(w), .. } if *w == ws.id))
+            .map(|r| r.id);
+        let next_step = match (key, ws.archived_at) {
+            (_, Some(_)) => "archived: every key in it is stopped".to_string(),
+            (Some(k), None) => format!("holds key {k}: its daily cost report is that key's own"),
+            (None, None) => format!(
+                "create an API key in the Anthropic Console in workspace \"{}\" ({}), then add it here (keys cannot be created through the Admin API)",
+                ws.name, ws.id
+            ),
+        };
+        WorkspaceView { id: ws.id.clone(), name: ws.name.clone(), created_at: rfc3339(ws.created_at), archived_at: ws.archived_at.map(rfc3339), key, next_step }
+    }
+}
+
+/// `PrepareWorkspace` body: `{"name": "..."}` (1 to 40 characters, as the Admin API allows).
+pub fn parse_workspace_name(body: &serde_json::Value) -> Result<String, RequestError> {
+    let obj = object(body, &["name"])?;
+    let name = string_field(&obj, "name")?.ok_or(RequestError::Missing("name"))?.trim().to_string();
+    if name.is_empty() || name.chars().count() > 40 || name.chars().any(char::is_control) {
+        return Err(invalid("name", "1 to 40 characters without control characters"));
+    }
+    Ok(name)
 }
 
 /// `MatchKey` body: `{"key": 3, "api_key_id": "apikey_..."}`.
@@ -445,6 +518,8 @@ pub struct SettingsView {
     pub price_table: PriceTable,
     pub p2p_requests_per_minute: u32,
     pub issue_unmatched_keys: bool,
+    pub workspace_per_key: bool,
+    pub archive_workspace_on_retire: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,6 +91,10 @@ pub struct RetireOrder {
     pub key: KeyId,
     pub api_key_id: String,
     pub status: RetireTo,
+    /// Also archive this workspace (workspace-per-key mode: a workspace this app prepared for the
+    /// key). Archiving a workspace stops every key in it.
+    #[serde(default)]
+    pub archive_workspace: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +115,9 @@ pub struct RetirementResult {
     pub key: KeyId,
     pub api_key_id: String,
     pub outcome: RetirementOutcome,
+    /// The workspace archived with the key, when the order asked for it and it is archived.
+    #[serde(default)]
+    pub workspace_archived: Option<String>,
 }
 
 /// Usage of one Admin API key in one hour bucket, all models of that bucket.

@@ -138,6 +138,17 @@ export interface Settings {
   price_table: PriceTable;
   p2p_requests_per_minute: number;
   issue_unmatched_keys: boolean;
+  workspace_per_key: boolean;
+  archive_workspace_on_retire: boolean;
+}
+
+export interface WorkspaceView {
+  id: string;
+  name: string;
+  created_at: string;
+  archived_at: string | null;
+  key: number | null;
+  next_step: string;
 }
 
 export interface PollError {
@@ -271,6 +282,8 @@ export const api = {
   retireKey: (id: number) => call<KeyView>('RetireKey', id),
   removeKey: (id: number) => call<KeyView>('RemoveKey', id),
   matchKey: (id: number, apiKeyId: string) => call<KeyView>('MatchKey', { key: id, api_key_id: apiKeyId }),
+  prepareWorkspace: (name: string) => call<WorkspaceView>('PrepareWorkspace', { name }),
+  listWorkspaces: () => call<WorkspaceView[]>('ListWorkspaces'),
   testKey: (id: number) => call<CheckResult>('TestKey', id),
   keyDetail: (id: number) => call<KeyDetail>('KeyDetail', id),
   listNodes: (q: { search?: string | null; key?: number | null; offset?: number; limit?: number }) =>

@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react';
-import { api, type CheckResult, type PriceEntry, type Settings } from '../api';
+import { api, type CheckResult, type PriceEntry, type Settings, type WorkspaceView } from '../api';
 import { displayKey, formatDuration, microToUsdString, parseUsdInput, usdStringToMicro } from '../format';
 import { errorText, FormResult, LoadState, SecretInput, useLoad } from '../ui';
 
@@ -101,6 +101,8 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
     retire_to: s.retire_to,
     p2p_requests_per_minute: String(s.p2p_requests_per_minute),
     issue_unmatched_keys: s.issue_unmatched_keys ? 'yes' : 'no',
+    workspace_per_key: s.workspace_per_key ? 'yes' : 'no',
+    archive_workspace_on_retire: s.archive_workspace_on_retire ? 'yes' : 'no',
   });
   const [error, setError] = useState<string | null>(null);
   const [saved, setSaved] = useState(false);
@@ -133,6 +135,8 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
       retire_to: form.retire_to,
       p2p_requests_per_minute: rate,
       issue_unmatched_keys: form.issue_unmatched_keys === 'yes',
+      workspace_per_key: form.workspace_per_key === 'yes',
+      archive_workspace_on_retire: form.archive_workspace_on_retire === 'yes',
     };
     const current: Record<string, unknown> = {
       admin_api_base_url: s.admin_api_base_url,
@@ -143,6 +147,8 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
       retire_to: s.retire_to,
       p2p_requests_per_minute: s.p2p_requests_per_minute,
       issue_unmatched_keys: s.issue_unmatched_keys,
+      workspace_per_key: s.workspace_per_key,
+      archive_workspace_on_retire: s.archive_workspace_on_retire,
     };
     const changes = Object.fromEntries(
       Object.entries(wanted).filter(([k, v]) =>
@@ -198,6 +204,20 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
         <select name="issue_unmatched" value={form.issue_unmatched_keys} onChange={set('issue_unmatched_keys')}>
           <option value="no">are not issued (their spend cannot be tracked)</option>
           <option value="yes">are issued anyway (budget not enforced until matched)</option>
+        </select>
+      </label>
+      <label>
+        Workspace per key
+        <select name="workspace_per_key" value={form.workspace_per_key} onChange={set('workspace_per_key')}>
+          <option value="no">off</option>
+          <option value="yes">on: prepare a workspace for each key (its cost report is the key's own)</option>
+        </select>
+      </label>
+      <label>
+        When a key in a prepared workspace retires
+        <select name="archive_workspace" value={form.archive_workspace_on_retire} onChange={set('archive_workspace_on_retire')}>
+          <option value="no">keep the workspace</option>
+          <option value="yes">archive the workspace too (stops every key in it)</option>
         </select>
       </label>
       <label>
@@ -348,6 +368,65 @@ function PriceCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => vo
   );
 }
 
+/** Workspace-per-key mode: prepare a workspace through the Admin API, then create the key in it in the Console. */
+function WorkspacesCard() {
+  const state = useLoad(api.listWorkspaces, []);
+  const [name, setName] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [created, setCreated] = useState<WorkspaceView | null>(null);
+  const [busy, setBusy] = useState(false);
+  const prepare = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    setCreated(null);
+    if (!name.trim() || name.trim().length > 40) return setError('Name: 1 to 40 characters.');
+    setBusy(true);
+    try {
+      setCreated(await api.prepareWorkspace(name.trim()));
+      setName('');
+      state.reload();
+    } catch (err) {
+      setError(errorText(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section className="card" aria-labelledby="workspaces-title" data-testid="workspaces">
+      <h2 id="workspaces-title">Workspaces, one per key</h2>
+      <form className="inline-form" onSubmit={prepare}>
+        <input aria-label="Workspace name" value={name} onChange={(e) => setName(e.target.value)} placeholder="trial for alice.os" />
+        <button type="submit" disabled={busy}>
+          {busy ? 'Preparing…' : 'Prepare a workspace'}
+        </button>
+      </form>
+      {error && (
+        <p className="field-error" role="alert">
+          {error}
+        </p>
+      )}
+      {created && (
+        <div className="note ok" role="status">
+          Prepared {created.name} ({created.id}): {created.next_step}.
+        </div>
+      )}
+      <LoadState state={state} what="workspaces">
+        {(list: WorkspaceView[]) =>
+          list.length === 0 ? null : (
+            <ul>
+              {list.map((w) => (
+                <li key={w.id}>
+                  <code>{w.id}</code> {w.name}: <span className="muted">{w.next_step}</span>
+                </li>
+              ))}
+            </ul>
+          )
+        }
+      </LoadState>
+    </section>
+  );
+}
+
 export function SettingsView() {
   const state = useLoad(api.settings, []);
   const [current, setCurrent] = useState<Settings | null>(null);
@@ -363,6 +442,7 @@ export function SettingsView() {
             <>
               <AdminKeyCard s={s} onChange={setCurrent} />
               <GeneralCard s={s} onChange={setCurrent} />
+              {s.workspace_per_key && <WorkspacesCard />}
               <PriceCard s={s} onChange={setCurrent} />
             </>
           );
