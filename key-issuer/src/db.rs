@@ -163,6 +163,11 @@ impl Db {
         .await
     }
 
+    /// Takes back an issuance whose key retired before it was sent.
+    pub async fn delete_issuance(&self, node: &str) -> DbResult<()> {
+        self.write(format!("DELETE FROM issuances WHERE node = {}", text(node)), "taking back an issuance").await
+    }
+
     /// Replaces everything held for (key, bucket start, source) with `models` — an upsert, so
     /// re-polling a bucket never double-counts.
     pub async fn upsert_bucket(

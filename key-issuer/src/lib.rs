@@ -43,6 +43,10 @@ pub struct KeyIssuer {
     /// Workspaces prepared for one key each (workspace-per-key mode).
     #[serde(default)]
     workspaces: Vec<PreparedWorkspace>,
+    /// The price table changed and stored usage is still to be priced with it (retried until it
+    /// succeeds, also across restarts).
+    #[serde(default)]
+    reprice_pending: bool,
     #[serde(skip)]
     rt: Runtime,
 }
@@ -61,7 +65,14 @@ struct Runtime {
     /// Every model id seen in usage (rebuilt from SQLite at start), to list those priced by the
     /// fallback rate on the status page.
     models_seen: std::collections::BTreeSet<String>,
+    /// Usage pushes being stored, and whether stored usage is being priced again: the two never
+    /// overlap, so no row is written with the old table after the re-pricing ran.
+    usage_writers: u32,
+    repricing: bool,
 }
+
+/// An issuance to take back and draw again (see `KeyIssuer::issue_once`).
+struct IssueAgain;
 
 /// The issuer's own expiry timer wakes at least this often (keys added or shortened since the
 /// last wake are then looked at), and exactly at the next expiry when that is sooner.
@@ -237,6 +248,9 @@ impl KeyIssuer {
         for (key, status) in &sync.confirmed {
             self.audit(actor, "Admin API status set", &format!("key {key}"), status);
         }
+        for key in &sync.reactivated {
+            self.audit(actor, "retired key active again", &format!("key {key}: the organization holds it as active"), "its status will be set again");
+        }
         self.save();
     }
 
@@ -249,6 +263,7 @@ impl KeyIssuer {
             let wait_secs = until_next.clamp(1, EXPIRY_CHECK_SECS) as u64;
             let _ = hyperapp::sleep(wait_secs * 1000).await;
             self.sweep(now());
+            self.reprice_if_pending().await;
         }
     }
 
@@ -327,6 +342,16 @@ impl KeyIssuer {
 
     /// Stores one usage push: prices each bucket with the current table and upserts it.
     async fn store_usage(&mut self, push: UsagePush) -> Result<u64, String> {
+        while self.rt.repricing {
+            let _ = hyperapp::sleep(20).await;
+        }
+        self.rt.usage_writers += 1;
+        let stored = self.store_usage_now(push).await;
+        self.rt.usage_writers -= 1;
+        stored
+    }
+
+    async fn store_usage_now(&mut self, push: UsagePush) -> Result<u64, String> {
         let db = self.db().await?;
         let mut stored = 0;
         for bucket in push.buckets {
@@ -350,10 +375,91 @@ impl KeyIssuer {
         Ok(stored)
     }
 
+    /// One issuance attempt: `Err(IssueAgain)` when the drawn key was retired while its issuance
+    /// was being committed (its row is taken back: the node was never sent it).
+    async fn issue_once(&mut self, node: &str) -> Result<Result<IssuedKey, String>, IssueAgain> {
+        let at = now();
+        self.sweep(at);
+        let rng = self.rt.rng.get_or_insert_with(StdRng::from_entropy);
+        Ok(match self.pool.issue_to(node, at, rng) {
+            Ok(issued) => {
+                if issued.first_time {
+                    self.rt.pending_nodes.insert(node.to_string());
+                    let issuance = Issuance { node: node.to_string(), key: issued.key, issued_at: issued.issued_at };
+                    let committed = match &self.rt.db {
+                        Some(db) => db.clone().insert_issuance(&issuance).await,
+                        None => Err(STORAGE_UNAVAILABLE.to_string()),
+                    };
+                    if let Err(e) = committed {
+                        self.rt.pending_nodes.remove(node);
+                        self.pool.undo_issue(node);
+                        log::warn(&e);
+                        self.audit(node, "key request", "", "refused: storage error");
+                        return Ok(Err(STORAGE_UNAVAILABLE.to_string()));
+                    }
+                    if let Some(reason) = self.pool.key(issued.key).and_then(|r| r.retirement.as_ref().map(|x| x.reason).or(r.due_retirement(now()))) {
+                        let taken_back = match &self.rt.db {
+                            Some(db) => db.clone().delete_issuance(node).await,
+                            None => Err(STORAGE_UNAVAILABLE.to_string()),
+                        };
+                        self.rt.pending_nodes.remove(node);
+                        if taken_back.is_ok() {
+                            self.pool.undo_issue(node);
+                            return Err(IssueAgain);
+                        }
+                        // The row stays: the node holds the key, retired as it is.
+                        self.audit(node, "key issued", &format!("key {}", issued.key), &format!("retired while being issued: {reason}"));
+                        return Ok(Err(IssueError::KeyRetired(reason).to_string()));
+                    }
+                    self.rt.pending_nodes.remove(node);
+                    self.audit(node, "key issued", &format!("key {}", issued.key), "issued");
+                } else {
+                    self.audit(node, "key request", &format!("key {}", issued.key), "same key sent again");
+                }
+                Ok(IssuedKey {
+                    api_key: issued.secret.expose().to_string(),
+                    issued_at: rfc3339(issued.issued_at),
+                    expires_at: rfc3339(issued.expires_at),
+                })
+            }
+            Err(e) => {
+                if !matches!(e, IssueError::InvalidNode(_)) {
+                    self.audit(node, "key request", "", &format!("refused: {e}"));
+                }
+                Err(e.to_string())
+            }
+        })
+    }
+
     /// Prices every stored usage row again with the current table (the raw token counts are
     /// kept), then rebuilds spend and the hourly series from SQLite, so that budgets follow the
     /// operator's table.
     async fn reprice_stored_usage(&mut self) -> Result<(), String> {
+        while self.rt.repricing || self.rt.usage_writers > 0 {
+            let _ = hyperapp::sleep(20).await;
+        }
+        self.rt.repricing = true;
+        let table = self.settings.price_table.clone();
+        let done = self.reprice_now().await;
+        self.rt.repricing = false;
+        // A table changed again meanwhile is still owed.
+        if done.is_ok() && self.settings.price_table == table {
+            self.reprice_pending = false;
+            self.save();
+        }
+        done
+    }
+
+    /// Runs a re-pricing still owed from a price table change (at start and on the expiry timer).
+    async fn reprice_if_pending(&mut self) {
+        if self.reprice_pending {
+            if let Err(e) = self.reprice_stored_usage().await {
+                log::warn(&format!("stored usage could not be priced with the current table yet: {e}"));
+            }
+        }
+    }
+
+    async fn reprice_now(&mut self) -> Result<(), String> {
         let db = self.db().await?;
         db.reprice(&self.settings.price_table).await?;
         let mut hourly = HourlyCosts::default();
@@ -404,9 +510,9 @@ impl KeyIssuer {
         log::init_logging();
         self.rt.rng = Some(StdRng::from_entropy());
         self.pool.upgrade_saved_state();
-        let prices_upgraded = self.settings.upgrade_saved_state();
-        if prices_upgraded {
+        if self.settings.upgrade_saved_state() {
             log::info("price table: added the default prices this release knows for models it lacked");
+            self.reprice_pending = true;
         }
         self.pool.set_issue_unmatched(self.settings.issue_unmatched_keys);
         self.save();
@@ -414,11 +520,7 @@ impl KeyIssuer {
             Ok(_) => log::info("ready"),
             Err(e) => log::warn(&format!("starting without storage: {e}")),
         }
-        if prices_upgraded {
-            if let Err(e) = self.reprice_stored_usage().await {
-                log::warn(&format!("could not price stored usage with the upgraded table: {e}"));
-            }
-        }
+        self.reprice_if_pending().await;
         // Tell the poller its settings (it may start after us: retry a few times).
         let config = self.settings.poller.clone();
         for attempt in 0..5u64 {
@@ -449,42 +551,14 @@ impl KeyIssuer {
             let _ = hyperapp::sleep(10).await;
             waited += 1;
         }
-        let at = now();
-        self.sweep(at);
-        let rng = self.rt.rng.get_or_insert_with(StdRng::from_entropy);
-        match self.pool.issue_to(&node, at, rng) {
-            Ok(issued) => {
-                if issued.first_time {
-                    self.rt.pending_nodes.insert(node.clone());
-                    let issuance = Issuance { node: node.clone(), key: issued.key, issued_at: issued.issued_at };
-                    let committed = match &self.rt.db {
-                        Some(db) => db.clone().insert_issuance(&issuance).await,
-                        None => Err(STORAGE_UNAVAILABLE.to_string()),
-                    };
-                    self.rt.pending_nodes.remove(&node);
-                    if let Err(e) = committed {
-                        self.pool.undo_issue(&node);
-                        log::warn(&e);
-                        self.audit(&node, "key request", "", "refused: storage error");
-                        return Err(STORAGE_UNAVAILABLE.to_string());
-                    }
-                    self.audit(&node, "key issued", &format!("key {}", issued.key), "issued");
-                } else {
-                    self.audit(&node, "key request", &format!("key {}", issued.key), "same key sent again");
-                }
-                Ok(IssuedKey {
-                    api_key: issued.secret.expose().to_string(),
-                    issued_at: rfc3339(issued.issued_at),
-                    expires_at: rfc3339(issued.expires_at),
-                })
-            }
-            Err(e) => {
-                if !matches!(e, IssueError::InvalidNode(_)) {
-                    self.audit(&node, "key request", "", &format!("refused: {e}"));
-                }
-                Err(e.to_string())
+        // A key retired while its issuance was being committed is taken back and another drawn.
+        for _ in 0..3 {
+            match self.issue_once(&node).await {
+                Err(IssueAgain) => continue,
+                Ok(answer) => return answer,
             }
         }
+        Err(STORAGE_UNAVAILABLE.to_string())
     }
 
     // ----- WIT API for local processes (api/key-issuer.wit) -----
@@ -880,21 +954,27 @@ impl KeyIssuer {
             Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
         };
         let poller_changed = next.poller != self.settings.poller;
-        let prices_changed = next.price_table != self.settings.price_table;
+        if next.price_table != self.settings.price_table {
+            self.reprice_pending = true;
+        }
         self.settings = next;
         self.pool.set_issue_unmatched(self.settings.issue_unmatched_keys);
         self.save();
         self.audit("operator", "settings changed", &body_keys(&body), "saved");
-        if prices_changed {
-            if let Err(e) = self.reprice_stored_usage().await {
-                return http_result(Err(format!("saved, but stored usage could not be priced again: {e}")), StatusCode::SERVICE_UNAVAILABLE);
-            }
-        }
+        let mut problems = vec![];
         if poller_changed {
             let config = self.settings.poller.clone();
             if let Err(e) = ask_poller::<()>(serde_json::json!({"Configure": config}), 10).await {
-                return http_result(Err(format!("saved, but {e}; it will get the settings when it answers")), StatusCode::BAD_GATEWAY);
+                problems.push(format!("{e}; it will get the settings when it answers"));
             }
+        }
+        if self.reprice_pending {
+            if let Err(e) = self.reprice_stored_usage().await {
+                problems.push(format!("stored usage is not priced with the new table yet ({e}); it is retried every minute"));
+            }
+        }
+        if !problems.is_empty() {
+            return http_result(Err(format!("saved, but {}", problems.join("; "))), StatusCode::BAD_GATEWAY);
         }
         Ok(self.settings_view())
     }

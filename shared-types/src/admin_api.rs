@@ -290,8 +290,16 @@ pub struct ApiKeyObject {
     pub created_at: Option<String>,
     #[serde(default)]
     pub partial_key_hint: Option<String>,
-    #[serde(default)]
+    /// The key's own expiry, when the organization gives one as a string (other shapes ignored).
+    #[serde(default, deserialize_with = "string_or_nothing")]
     pub expires_at: Option<String>,
+}
+
+fn string_or_nothing<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -438,8 +446,15 @@ fn parse<T: serde::de::DeserializeOwned>(endpoint: &'static str, bytes: &[u8]) -
     serde_json::from_slice(bytes).map_err(|e| malformed(endpoint, e))
 }
 
-pub fn parse_api_key_page(bytes: &[u8]) -> Result<ListPage<ApiKeyObject>, AdminApiError> {
-    parse("api_keys list", bytes)
+/// A page of the organization's keys. A key object that does not parse (say, without a status)
+/// is left out rather than failing the page: the keys it does not name are only reported as
+/// absent, never retired, so leaving one out errs on the safe side. The count left out is returned.
+pub fn parse_api_key_page(bytes: &[u8]) -> Result<(ListPage<ApiKeyObject>, usize), AdminApiError> {
+    let page: ListPage<serde_json::Value> = parse("api_keys list", bytes)?;
+    let total = page.data.len();
+    let data: Vec<ApiKeyObject> = page.data.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
+    let left_out = total - data.len();
+    Ok((ListPage { data, has_more: page.has_more, first_id: page.first_id, last_id: page.last_id }, left_out))
 }
 
 pub fn parse_api_key(bytes: &[u8]) -> Result<ApiKeyObject, AdminApiError> {
@@ -573,6 +588,11 @@ pub fn analytics_cost_by_key(pages: &[ReportPage<AnalyticsCostRow>]) -> BTreeMap
     sums
 }
 
+/// An empty group value is the same as none (the issuer stores both as an empty string).
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.is_empty())
+}
+
 /// Usage summed per (api key id, bucket start), per (model, service tier, context window). Rows
 /// without a key id (Console Workbench usage) are skipped and counted.
 pub fn usage_by_key(pages: &[ReportPage<UsageRow>]) -> (BTreeMap<(String, Timestamp), Vec<ModelUsage>>, usize) {
@@ -588,7 +608,7 @@ pub fn usage_by_key(pages: &[ReportPage<UsageRow>]) -> (BTreeMap<(String, Timest
             let model = row.model.clone().unwrap_or_else(|| "unknown".to_string());
             sums.entry((key.clone(), bucket.starting_at))
                 .or_default()
-                .entry((model, row.service_tier.clone(), row.context_window.clone()))
+                .entry((model, non_empty(&row.service_tier), non_empty(&row.context_window)))
                 .or_default()
                 .add(&row.tokens());
         }

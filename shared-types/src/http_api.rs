@@ -369,6 +369,8 @@ fn not_issued_because(record: &KeyRecord, nodes: usize, eligible: bool, now: Tim
             format!("due for retirement ({reason})")
         } else if record.secret.is_none() {
             "its secret was removed".to_string()
+        } else if record.org.as_ref().is_some_and(|o| o.status.is_none()) {
+            "its Admin API id was not in the organization's key list at the last poll".to_string()
         } else if matches!(record.resolution, Resolution::Unresolved { .. }) {
             "not matched to an Admin API key yet: unmatched keys are not issued (Settings can allow it), so their spend can be tracked".to_string()
         } else if record.node_cap.is_some_and(|cap| nodes >= cap as usize) {

@@ -286,6 +286,8 @@ pub struct OrgSync {
     pub shortened: Vec<KeyId>,
     /// Retirements confirmed because the organization already holds the key as not active.
     pub confirmed: Vec<(KeyId, String)>,
+    /// Retired keys the organization holds as active again: their status is set again.
+    pub reactivated: Vec<KeyId>,
 }
 
 fn parse_org_time(s: Option<&str>) -> Option<Timestamp> {
@@ -407,6 +409,8 @@ impl KeyPool {
             && record.due_retirement(now).is_none()
             && record.secret.is_some()
             && (self.issue_unmatched || matches!(record.resolution, Resolution::Resolved { .. }))
+            // Absent from the organization's last full list: its usage cannot be fetched.
+            && !record.org.as_ref().is_some_and(|o| o.status.is_none())
             && record
                 .node_cap
                 .map_or(true, |cap| self.node_count_of(record.id) < cap as usize)
@@ -587,6 +591,12 @@ impl KeyPool {
         let mut sync = OrgSync::default();
         for key in self.keys_to_match() {
             let hint = self.keys[&key].hint.clone();
+            // Two pool keys with one hint cannot be told apart by it: the operator matches by hand.
+            if self.keys.values().any(|r| r.id != key && r.hint == hint && matches!(r.resolution, Resolution::Unresolved { .. })) {
+                let why = "another key in the pool has the same hint: match it by hand".to_string();
+                self.set_resolution(key, Resolution::Unresolved { why });
+                continue;
+            }
             let resolution = crate::admin_api::resolve_hint(&hint, org_keys);
             let matched = matches!(resolution, Resolution::Resolved { .. });
             if let Resolution::Resolved { api_key_id, .. } = &resolution {
@@ -639,6 +649,11 @@ impl KeyPool {
                     r.remote = RemoteRetirement::Confirmed { status: status.clone() };
                     r.last_error = None;
                     sync.confirmed.push((key, status));
+                }
+                // Re-enabled in the Console after its retirement was confirmed: deactivate it again.
+                (None, Some(r)) if matches!(r.remote, RemoteRetirement::Confirmed { .. }) && record.org.as_ref().is_some_and(|o| o.status.is_some()) => {
+                    r.remote = RemoteRetirement::Pending;
+                    sync.reactivated.push(key);
                 }
                 _ => {}
             }
@@ -835,6 +850,35 @@ mod tests {
         sync = pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "inactive"), org_key("apikey_TEST02", 2, "expired")], t(42));
         assert_eq!(sync.confirmed, vec![(k2, "expired".to_string())]);
         assert!(pool.pending_remote_retirements().is_empty());
+    }
+
+    #[test]
+    fn re_enabled_missing_and_twin_keys_are_handled_safely() {
+        let mut pool = KeyPool::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k2 = pool.add_key(new_key(2), t(0)).unwrap();
+        pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "active"), org_key("apikey_TEST02", 2, "active")], t(1));
+        // Key 1 retired and confirmed, then re-enabled in the Console: its status is set again.
+        pool.retire(k1, RetireReason::Operator, t(2)).unwrap();
+        pool.confirm_remote_retirement(k1, "inactive".into());
+        let sync = pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "active"), org_key("apikey_TEST02", 2, "active")], t(3));
+        assert_eq!(sync.reactivated, vec![k1]);
+        assert_eq!(pool.pending_remote_retirements(), vec![k1]);
+        // Key 2 absent from a full list: reported, never retired, and not issued meanwhile.
+        let sync = pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "inactive")], t(4));
+        assert!(sync.retired.is_empty());
+        assert!(pool.key(k2).unwrap().is_active());
+        assert_eq!(pool.issue_to("alice.os", t(5), &mut rng), Err(IssueError::NoKeysAvailable));
+        // Two pool keys with one hint are not matched by it.
+        let mut twins = KeyPool::new();
+        let a = twins.add_key(new_key(7), t(0)).unwrap();
+        let other = ApiKeySecret::parse("sk-ant-api03-TESxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx0007").unwrap();
+        let b = twins.add_key(NewKey { secret: other, ..new_key(7) }, t(0)).unwrap();
+        twins.apply_org_keys(&[org_key("apikey_TEST07", 7, "active")], t(1));
+        for k in [a, b] {
+            assert!(matches!(&twins.key(k).unwrap().resolution, Resolution::Unresolved { why } if why.contains("same hint")));
+        }
     }
 
     #[test]

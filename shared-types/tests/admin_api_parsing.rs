@@ -12,12 +12,13 @@ fn fixture(name: &str) -> Vec<u8> {
 
 #[test]
 fn api_key_pages_follow_the_cursor_and_tolerate_unknowns() {
-    let page1 = parse_api_key_page(&fixture("api_keys_page1.json")).unwrap();
+    let (page1, left_out) = parse_api_key_page(&fixture("api_keys_page1.json")).unwrap();
+    assert_eq!(left_out, 0);
     assert_eq!(next_list_cursor(&page1).unwrap().as_deref(), Some("apikey_TEST02"));
     assert_eq!(page1.data[0].workspace_id, None);
     assert_eq!(page1.data[1].status, ApiKeyStatus::Inactive);
     assert_eq!(page1.data[1].expires_at.as_deref(), Some("2027-01-01T00:00:00Z"));
-    let page2 = parse_api_key_page(&fixture("api_keys_page2.json")).unwrap();
+    let (page2, _) = parse_api_key_page(&fixture("api_keys_page2.json")).unwrap();
     assert_eq!(next_list_cursor(&page2).unwrap(), None);
     assert_eq!(page2.data[0].status, ApiKeyStatus::Other("suspended_for_review".into()));
     assert_eq!(page2.data[0].name, None);
@@ -99,15 +100,22 @@ fn garbage_gives_errors() {
     ];
     for bytes in garbage {
         assert!(parse_usage_page(bytes).is_err(), "{:?}", String::from_utf8_lossy(bytes));
-        assert!(parse_api_key_page(bytes).is_err());
+        match parse_api_key_page(bytes) {
+            Err(_) => {}
+            Ok((page, left_out)) => assert!(page.data.is_empty() && left_out > 0, "{:?}", String::from_utf8_lossy(bytes)),
+        }
     }
+    // One key object the app cannot read (no status) is left out and counted; the page is kept.
+    let odd = br#"{"data":[{"id":"apikey_TEST01","status":"active","expires_at":12345},{"id":"apikey_TEST02"}],"has_more":false}"#;
+    let (page, left_out) = parse_api_key_page(odd).unwrap();
+    assert_eq!((page.data.len(), left_out, page.data[0].expires_at.clone()), (1, 1, None));
     let amount_as_number = br#"{"data":[{"starting_at":"2026-11-23T00:00:00Z","ending_at":"2026-11-24T00:00:00Z","results":[{"currency":"USD","amount":123.45}]}],"has_more":false}"#;
     assert!(parse_cost_page(amount_as_number).is_err());
     let euros = br#"{"data":[{"starting_at":"2026-11-23T00:00:00Z","ending_at":"2026-11-24T00:00:00Z","results":[{"currency":"EUR","amount":"1"}]}],"has_more":false}"#;
     assert!(parse_cost_page(euros).is_err());
     let no_cursor = br#"{"data":[],"has_more":true}"#;
     assert!(next_report_page(&parse_usage_page(no_cursor).unwrap()).is_err());
-    assert!(next_list_cursor(&parse_api_key_page(no_cursor).unwrap()).is_err());
+    assert!(next_list_cursor(&parse_api_key_page(no_cursor).unwrap().0).is_err());
 }
 
 #[test]
