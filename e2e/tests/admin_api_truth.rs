@@ -70,6 +70,7 @@ fn list_price(model: &str, tier: &str, window: &str, unknown_priced: bool) -> (i
     let (input, output) = match model {
         m if m.starts_with("claude-3-7-sonnet") || m.starts_with("claude-sonnet-4") => (3_000_000, 15_000_000),
         m if m.starts_with("claude-haiku-4-5") => (1_000_000, 5_000_000),
+        m if m.starts_with("claude-3-haiku") => (250_000, 1_250_000),
         // Not in any table: the highest known rates (Opus 4 / Opus 3), until the operator prices
         // it at 5 / 25 in the test.
         "claude-opus-5-20270101" if unknown_priced => (5_000_000, 25_000_000),
@@ -84,12 +85,17 @@ fn list_price(model: &str, tier: &str, window: &str, unknown_priced: bool) -> (i
     }
 }
 
-/// Cost of the fake's truth rows (closed hours) at the hand-written prices; web search at USD 10
-/// per 1,000 requests.
-fn hand_priced(truth: &Value, unknown_priced: bool) -> i64 {
-    let mut micro_times_million: i128 = 0;
+/// Cost of the fake's truth rows over `hours` closed hours at the hand-written prices; web search
+/// at USD 10 per 1,000 requests. The scenario's rates are constant, so every hour of a row holds
+/// the same tokens: each row-hour is rounded half to even to the µUSD, as the app stores it.
+fn hand_priced(truth: &Value, hours: i64, unknown_priced: bool) -> i64 {
+    let mut total: i64 = 0;
     for row in truth["rows"].as_array().unwrap() {
-        let n = |f: &str| row[f].as_i64().unwrap() as i128;
+        let n = |f: &str| {
+            let all = row[f].as_i64().unwrap();
+            assert_eq!(all % hours, 0, "constant hourly rates");
+            (all / hours) as i128
+        };
         assert_eq!(n("cache_write_5m") + n("cache_write_1h") + n("cache_read"), 0, "the scenario uses input, output and web search only");
         let (input, output) = list_price(
             row["model"].as_str().unwrap(),
@@ -97,10 +103,12 @@ fn hand_priced(truth: &Value, unknown_priced: bool) -> i64 {
             row["context_window"].as_str().unwrap_or("0-200k"),
             unknown_priced,
         );
-        micro_times_million += n("uncached_input") * input as i128 + n("output") * output as i128 + n("web_search_requests") * 10_000_000_000;
+        let per_hour = n("uncached_input") * input as i128 + n("output") * output as i128 + n("web_search_requests") * 10_000_000_000;
+        let (whole, rest) = (per_hour / 1_000_000, per_hour % 1_000_000);
+        let rounded = whole + i128::from(rest > 500_000 || (rest == 500_000 && whole % 2 == 1));
+        total += rounded as i64 * hours;
     }
-    assert_eq!(micro_times_million % 1_000_000, 0, "the scenario's hours price to whole µUSD");
-    (micro_times_million / 1_000_000) as i64
+    total
 }
 
 fn truth(env: &Env, api_key_id: &str, from: i64, until: i64) -> Value {
@@ -200,7 +208,7 @@ fn unmatched_keys_are_held_back_matched_backfilled_and_deactivated() {
     // Once matched, its usage since it was added is fetched by its id: spend is complete.
     let closed_until = now(&env) - now(&env).rem_euclid(3600);
     let from = added_at - added_at.rem_euclid(3600);
-    let expected = hand_priced(&truth(&env, "apikey_TEST06", from, closed_until), false);
+    let expected = hand_priced(&truth(&env, "apikey_TEST06", from, closed_until), (closed_until - from) / 3600, false);
     env.eventually("key 6's usage since it was added", || spent_before(&env, k6, closed_until).1 == expected);
     println!("late match backfill: expected {expected} µUSD, stored {}", spent_before(&env, k6, closed_until).1);
     assert!(expected > 0);
@@ -227,9 +235,11 @@ fn every_usage_row_is_priced_to_the_micro_dollar() {
     let closed_until = now(&env) - now(&env).rem_euclid(3600);
     let (first, stored) = spent_before(&env, k1, closed_until);
     let rows = truth(&env, "apikey_TEST01", first, closed_until);
-    // Sonnet 3.7 standard and batch, Sonnet 4.5 long context, web search, and a model no table
-    // knows (priced at the highest known rates).
-    let expected = hand_priced(&rows, false);
+    // Sonnet 3.7 standard and batch, Sonnet 4.5 long context, web search, Haiku 3 rows that price
+    // to 0.5 µUSD (rounds to 0) and 0.625 µUSD (rounds to 1) an hour, and a model no table knows
+    // (priced at the highest known rates).
+    let hours = (closed_until - first) / 3600;
+    let expected = hand_priced(&rows, hours, false);
     println!("3.x + batch + long context + web search + unknown model: expected {expected} µUSD, stored {stored}");
     assert_eq!(stored, expected);
     let status = env.api(json!({"Status": null}));
@@ -246,7 +256,7 @@ fn every_usage_row_is_priced_to_the_micro_dollar() {
     let r = env.api(json!({"UpdateSettings": {"price_table": table}}));
     assert!(r.get("Ok").is_some(), "{r}");
     let repriced = spent_before(&env, k1, closed_until).1;
-    let expected = hand_priced(&rows, true);
+    let expected = hand_priced(&rows, hours, true);
     println!("after pricing the unknown model: expected {expected} µUSD, stored {repriced}");
     assert_eq!(repriced, expected);
     assert_eq!(env.api(json!({"Status": null}))["unknown_models"], json!([]));
