@@ -494,9 +494,12 @@ impl CostPoller {
             return Err("poll interval must be above zero".to_string());
         }
         if config.admin_api_base_url != self.config.admin_api_base_url {
-            // Another organization or server: fetch its history afresh.
+            // Another organization or server: fetch its history afresh, and never send it the
+            // admin key set for the old one.
             self.usage_cursor = None;
             self.cost_cursor = None;
+            self.admin_key = None;
+            self.status.admin_key_set = false;
         }
         self.config = config;
         self.save();

@@ -96,7 +96,7 @@ pub struct Env {
 }
 
 pub fn post(url: &str, body: &Value) -> Value {
-    match ureq::post(url).timeout(Duration::from_secs(120)).send_string(&body.to_string()) {
+    match ureq::post(url).timeout(Duration::from_secs(120)).set("content-type", "application/json").send_string(&body.to_string()) {
         Ok(r) | Err(ureq::Error::Status(_, r)) => {
             let text = r.into_string().unwrap();
             serde_json::from_str(&text).unwrap_or(Value::String(text))
@@ -116,6 +116,11 @@ impl Env {
         let data_dir = target().join("e2e").join(name);
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&data_dir).unwrap();
+        Env::start_in(data_dir, scenario, peers)
+    }
+
+    /// devnode on `data_dir` as it is, and fake-admin-api with `scenario`.
+    fn start_in(data_dir: PathBuf, scenario: &str, peers: &[String]) -> Env {
         let mut env = Env {
             devnode: None,
             fake: None,
@@ -196,11 +201,21 @@ impl Env {
 
     /// A dashboard API call with the login cookie.
     pub fn api(&self, call: Value) -> Value {
-        match ureq::post(&format!("{}/api", self.http)).set("cookie", &self.cookie).timeout(Duration::from_secs(120)).send_string(&call.to_string()) {
+        self.api_with(call, &[("content-type", "application/json")]).1
+    }
+
+    /// A dashboard API call with the login cookie and these headers; the status and the answer.
+    pub fn api_with(&self, call: Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = ureq::post(&format!("{}/api", self.http)).set("cookie", &self.cookie).timeout(Duration::from_secs(120));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        match request.send_string(&call.to_string()) {
             Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                let status = r.status();
                 let mut text = String::new();
                 std::io::Read::read_to_string(&mut r.into_reader(), &mut text).unwrap();
-                serde_json::from_str(&text).unwrap_or(Value::String(text))
+                (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
             }
             Err(e) => panic!("API call {call}: {e}"),
         }
@@ -302,26 +317,7 @@ impl Env {
             let real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
             std::fs::write(data_dir.join("clock-offset-ms"), (at - real).to_string()).unwrap();
         }
-        let mut env = Env {
-            devnode: None,
-            fake: None,
-            http_port: free_port(),
-            control_port: free_port(),
-            data_dir,
-            http: String::new(),
-            control: String::new(),
-            fake_url: String::new(),
-            cookie: String::new(),
-            peers: peers.to_vec(),
-        };
-        env.start_devnode();
-        let mut fake = Command::new(target().join("tools/fake-admin-api"));
-        fake.args(["--scenario", root().join("fake-admin-api/scenarios").join(scenario).to_str().unwrap(), "--port", "0", "--clock-url", &env.control]);
-        let (proc_, line) = Proc::start(fake, "fake-admin-api ready");
-        env.fake = Some(proc_);
-        env.fake_url = field(&line, "url");
-        env.login();
-        env
+        Env::start_in(data_dir, scenario, peers)
     }
 
     /// Stops devnode as an operator would (`POST /devnode/shutdown`) and waits for it to exit

@@ -69,7 +69,12 @@ struct Runtime {
     /// overlap, so no row is written with the old table after the re-pricing ran.
     usage_writers: u32,
     repricing: bool,
+    /// Audit entries made before the database was open (at start), written once it opens.
+    audit_backlog: Vec<AuditRow>,
 }
+
+/// One audit entry to write: time, actor, action, detail, outcome.
+type AuditRow = (Timestamp, String, String, String, String);
 
 /// An issuance to take back and draw again (see `KeyIssuer::issue_once`).
 struct IssueAgain;
@@ -103,6 +108,8 @@ fn from_our_poller(source: &Address) -> bool {
 }
 
 const NOT_FROM_POLLER: &str = "refused: only this package's cost-poller may send this message";
+const LOCAL_CALLER: &str = "refused: apps on this node use the WIT API (KeyStatus, PoolSummary), which never returns a secret";
+const TRY_AGAIN: &str = "try again";
 const STORAGE_UNAVAILABLE: &str = "temporarily unavailable: storage did not answer, try again";
 
 /// Marks an HTTP answer as failed with `status`, passing the result through.
@@ -111,6 +118,33 @@ fn http_result<T>(result: Result<T, String>, status: StatusCode) -> Result<T, St
         hyperapp::set_response_status(status);
     }
     result
+}
+
+/// Appends audit rows in order, in the background.
+fn write_audit(db: Db, rows: Vec<AuditRow>) {
+    if rows.is_empty() {
+        return;
+    }
+    hyperapp::spawn(async move {
+        for (at, actor, action, detail, outcome) in rows {
+            if let Err(e) = db.append_audit(at, &actor, &action, &detail, &outcome).await {
+                log::warn(&e);
+            }
+        }
+    });
+}
+
+/// Refuses (403, nothing changes) a dashboard call that may come from a page on another site:
+/// see `http_api::check_same_origin`.
+fn refuse_cross_site<T>() -> Option<Result<T, String>> {
+    let header = hyperapp::get_request_header;
+    let checked = http_api::check_same_origin(
+        header("content-type").as_deref(),
+        header("origin").as_deref(),
+        header("host").as_deref(),
+        header("sec-fetch-site").as_deref(),
+    );
+    checked.err().map(|e| http_result(Err(e.to_string()), StatusCode::FORBIDDEN))
 }
 
 /// Sends `body` to the cost-poller and waits for its `Result`.
@@ -158,6 +192,7 @@ impl KeyIssuer {
         match opened {
             Ok(db) => {
                 self.rt.db = Some(db.clone());
+                write_audit(db.clone(), std::mem::take(&mut self.rt.audit_backlog));
                 Ok(db)
             }
             Err(e) => {
@@ -194,15 +229,12 @@ impl KeyIssuer {
         limiter
     }
 
-    fn audit(&self, actor: &str, action: &str, detail: &str, outcome: &str) {
-        let Some(db) = self.rt.db.clone() else { return };
-        let (actor, action, detail, outcome) = (actor.to_string(), action.to_string(), detail.to_string(), outcome.to_string());
-        let at = now();
-        hyperapp::spawn(async move {
-            if let Err(e) = db.append_audit(at, &actor, &action, &detail, &outcome).await {
-                log::warn(&e);
-            }
-        });
+    fn audit(&mut self, actor: &str, action: &str, detail: &str, outcome: &str) {
+        let row = (now(), actor.to_string(), action.to_string(), detail.to_string(), outcome.to_string());
+        match self.rt.db.clone() {
+            Some(db) => write_audit(db, vec![row]),
+            None => self.rt.audit_backlog.push(row),
+        }
     }
 
     /// Retires every key that is due, on our own clock; the poller sets their Admin API status.
@@ -539,15 +571,23 @@ impl KeyIssuer {
     #[remote]
     async fn request_api_key(&mut self) -> Result<IssuedKey, String> {
         let node = hyperapp::source().node().to_string();
+        // Local messages reach remote handlers too: an app on this node never gets a secret.
+        if node == our().node() {
+            return Err(LOCAL_CALLER.to_string());
+        }
         let at = now();
         if !self.rate_limiter().check_and_record(&node, at) {
             self.audit(&node, "key request", "", "refused: rate limited");
             return Err("rate limited".to_string());
         }
         self.db().await?;
-        // A repeat request while the first is being committed waits for that commit.
+        // A repeat request while the first is being committed waits for that commit; it never
+        // carries a key whose issuance might still be undone.
         let mut waited = 0;
-        while self.rt.pending_nodes.contains(&node) && waited < 500 {
+        while self.rt.pending_nodes.contains(&node) {
+            if waited >= 500 {
+                return Err(TRY_AGAIN.to_string());
+            }
             let _ = hyperapp::sleep(10).await;
             waited += 1;
         }
@@ -702,6 +742,9 @@ impl KeyIssuer {
 
     #[http]
     async fn add_key(&mut self, body: serde_json::Value) -> Result<KeyView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let at = now();
         let new_key = match http_api::parse_add_key(&body, &self.settings) {
             Ok(k) => k,
@@ -744,6 +787,9 @@ impl KeyIssuer {
     /// id; it is checked against the organization's keys.
     #[http]
     async fn match_key(&mut self, body: serde_json::Value) -> Result<KeyView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let (key, api_key_id) = match http_api::parse_match_key(&body) {
             Ok(parsed) => parsed,
             Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
@@ -774,6 +820,9 @@ impl KeyIssuer {
     /// the Console (keys cannot be created through the API) and adds it here.
     #[http]
     async fn prepare_workspace(&mut self, body: serde_json::Value) -> Result<http_api::WorkspaceView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         if !self.settings.workspace_per_key {
             return http_result(Err("turn on workspace-per-key mode in Settings first".to_string()), StatusCode::CONFLICT);
         }
@@ -804,16 +853,25 @@ impl KeyIssuer {
 
     #[http]
     async fn retire_key(&mut self, key: KeyId) -> Result<KeyView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         self.end_key(key, "retire key", "retired: operator", |pool, at| pool.retire(key, RetireReason::Operator, at))
     }
 
     #[http]
     async fn remove_key(&mut self, key: KeyId) -> Result<KeyView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         self.end_key(key, "remove key", "secret erased, key retired", |pool, at| pool.remove(key, at))
     }
 
     #[http]
     async fn list_nodes(&mut self, query: NodesQuery) -> Result<NodesPage, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let db = match self.db().await {
             Ok(db) => db,
             Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
@@ -826,6 +884,9 @@ impl KeyIssuer {
 
     #[http]
     async fn cost_series(&mut self, query: CostSeriesQuery) -> Result<CostSeries, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         if let Some(key) = query.key {
             if self.pool.key(key).is_none() {
                 return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
@@ -868,6 +929,9 @@ impl KeyIssuer {
     /// One key with its nodes, usage by model, burn rate, runway and drift.
     #[http]
     async fn key_detail(&mut self, key: KeyId) -> Result<KeyDetail, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let at = now();
         let Some(view) = self.key_view(key, at) else {
             return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
@@ -949,11 +1013,16 @@ impl KeyIssuer {
 
     #[http]
     async fn update_settings(&mut self, body: serde_json::Value) -> Result<SettingsView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let next = match http_api::apply_settings_update(&self.settings, &body) {
             Ok(next) => next,
             Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
         };
         let poller_changed = next.poller != self.settings.poller;
+        // Another Admin API server must never receive the admin key set for the old one.
+        let base_url_changed = next.poller.admin_api_base_url != self.settings.poller.admin_api_base_url;
         if next.price_table != self.settings.price_table {
             self.reprice_pending = true;
         }
@@ -962,6 +1031,11 @@ impl KeyIssuer {
         self.save();
         self.audit("operator", "settings changed", &body_keys(&body), "saved");
         let mut problems = vec![];
+        if base_url_changed && self.admin_key.is_some() {
+            self.admin_key = None;
+            self.save();
+            self.audit("operator", "admin key cleared", "", "the Admin API base URL changed");
+        }
         if poller_changed {
             let config = self.settings.poller.clone();
             if let Err(e) = ask_poller::<()>(serde_json::json!({"Configure": config}), 10).await {
@@ -982,6 +1056,9 @@ impl KeyIssuer {
     /// `{"SetAdminKey": {"admin_key": "sk-ant-admin01-..."}}`: forwarded to the poller, never stored here.
     #[http]
     async fn set_admin_key(&mut self, body: serde_json::Value) -> Result<SettingsView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let admin_key = match http_api::parse_admin_key(&body) {
             Ok(k) => k,
             Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
@@ -1002,6 +1079,9 @@ impl KeyIssuer {
 
     #[http(path = "/api/admin-key/clear")]
     async fn clear_admin_key(&mut self) -> Result<SettingsView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let answer = ask_poller::<()>(serde_json::json!({"ClearAdminKey": null}), 10).await;
         if let Err(e) = answer {
             return http_result(Err(e), StatusCode::BAD_GATEWAY);
@@ -1014,6 +1094,9 @@ impl KeyIssuer {
 
     #[http(path = "/api/test-connection")]
     async fn test_connection(&mut self) -> Result<ConnectionTest, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let answer = ask_poller::<ConnectionTest>(serde_json::json!({"TestConnection": null}), 120).await;
         let answer = self.note_poller(answer);
         http_result(answer, StatusCode::BAD_GATEWAY)
@@ -1021,6 +1104,9 @@ impl KeyIssuer {
 
     #[http(path = "/api/poll-now")]
     async fn poll_now(&mut self) -> Result<(), String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         self.audit("operator", "poll now", "", "requested");
         let answer = ask_poller::<()>(serde_json::json!({"PollNow": null}), 10).await;
         let answer = self.note_poller(answer);
@@ -1046,6 +1132,9 @@ impl KeyIssuer {
     /// and is active. Never sends the secret anywhere: the poller matches the key's hint.
     #[http]
     async fn test_key(&mut self, key: KeyId) -> Result<KeyCheck, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let Some(record) = self.pool.key(key) else {
             return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
         };
@@ -1069,6 +1158,9 @@ impl KeyIssuer {
 
     #[http]
     async fn audit_log(&mut self, query: AuditQuery) -> Result<AuditPage, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let db = match self.db().await {
             Ok(db) => db,
             Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),

@@ -70,11 +70,18 @@ impl AdminApiBase {
     pub fn parse(s: &str) -> Result<AdminApiBase, AdminApiError> {
         let bad = |why: &str| AdminApiError::InvalidBaseUrl(format!("{}: {why}", redact(s)));
         let url = url::Url::parse(s.trim()).map_err(|e| bad(&e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(bad("must be http or https"));
-        }
-        if url.host_str().is_none() {
-            return Err(bad("has no host"));
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => return Err(bad("has no host")),
+        };
+        // The admin key travels in every request: only over TLS, but for a server on this machine.
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => return Err(bad("must be https (plain http only for a server on this machine)")),
+            _ => return Err(bad("must be https")),
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("must not have a query or fragment"));

@@ -299,6 +299,64 @@ pub fn parse_workspace_name(body: &serde_json::Value) -> Result<String, RequestE
     Ok(name)
 }
 
+/// Why a dashboard request was refused as possibly cross-site (SPEC §7).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CrossSiteError {
+    #[error("refused: the dashboard API takes only content-type application/json")]
+    NotJson,
+    #[error("refused: a request from another site (Origin {0})")]
+    ForeignOrigin(String),
+    #[error("refused: a request from another site (Sec-Fetch-Site {0})")]
+    CrossSiteFetch(String),
+}
+
+/// The node's login cookie carries no SameSite attribute, so a page on another site could post to
+/// the dashboard API with the operator's cookie. Browsers always send `Origin` on such a POST (and
+/// `Sec-Fetch-Site`), and cannot send `application/json` across sites without a preflight this API
+/// never grants: a request must be JSON, and its Origin (when sent) must be the host it was sent
+/// to. A script holding the cookie and sending neither header passes.
+pub fn check_same_origin(
+    content_type: Option<&str>,
+    origin: Option<&str>,
+    host: Option<&str>,
+    sec_fetch_site: Option<&str>,
+) -> Result<(), CrossSiteError> {
+    let json = content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(CrossSiteError::NotJson);
+    }
+    if let Some(site) = sec_fetch_site.map(str::trim) {
+        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+            return Err(CrossSiteError::CrossSiteFetch(site.chars().take(40).collect()));
+        }
+    }
+    if let Some(origin) = origin.map(str::trim) {
+        let authority = url::Url::parse(origin).ok().and_then(|u| {
+            let host = u.host_str()?.to_ascii_lowercase();
+            Some(match u.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        });
+        let own = host.map(|h| h.trim().to_ascii_lowercase());
+        let same = match (&authority, &own) {
+            (Some(a), Some(h)) => a == h || strip_default_port(h) == *a,
+            _ => false,
+        };
+        if !same {
+            return Err(CrossSiteError::ForeignOrigin(origin.chars().take(100).collect()));
+        }
+    }
+    Ok(())
+}
+
+/// `host:80` and `host:443` name the same origin as `host` (browsers leave default ports out).
+fn strip_default_port(host: &str) -> String {
+    host.strip_suffix(":80").or_else(|| host.strip_suffix(":443")).unwrap_or(host).to_string()
+}
+
 /// `MatchKey` body: `{"key": 3, "api_key_id": "apikey_..."}`.
 pub fn parse_match_key(body: &serde_json::Value) -> Result<(KeyId, String), RequestError> {
     let obj = object(body, &["key", "api_key_id"])?;
@@ -659,6 +717,24 @@ pub fn now_view(now: Timestamp) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn cross_site_requests_are_refused() {
+        let ok = |ct, origin, host, site| check_same_origin(ct, origin, host, site);
+        let json = Some("application/json");
+        assert_eq!(ok(json, None, Some("node.os:8080"), None), Ok(()), "a script without Origin passes");
+        assert_eq!(ok(Some("application/json; charset=utf-8"), Some("http://node.os:8080"), Some("node.os:8080"), Some("same-origin")), Ok(()));
+        assert_eq!(ok(json, Some("https://node.os"), Some("node.os:443"), None), Ok(()), "default port");
+        assert_eq!(ok(json, Some("http://app-key.node.os.localhost:8080"), Some("app-key.node.os.localhost:8080"), None), Ok(()), "secure subdomain");
+        for bad in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("multipart/form-data; boundary=x")] {
+            assert_eq!(ok(bad, None, Some("node.os"), None), Err(CrossSiteError::NotJson));
+        }
+        assert!(matches!(ok(json, Some("https://evil.example"), Some("node.os:8080"), None), Err(CrossSiteError::ForeignOrigin(_))));
+        assert!(matches!(ok(json, Some("http://node.os:9999"), Some("node.os:8080"), None), Err(CrossSiteError::ForeignOrigin(_))));
+        assert!(matches!(ok(json, Some("null"), Some("node.os"), None), Err(CrossSiteError::ForeignOrigin(_))));
+        assert!(matches!(ok(json, None, Some("node.os"), Some("cross-site")), Err(CrossSiteError::CrossSiteFetch(_))));
+        assert!(matches!(ok(json, None, Some("node.os"), Some("same-site")), Err(CrossSiteError::CrossSiteFetch(_))));
+    }
 
     fn at(secs: i64) -> Timestamp {
         // 2027-01-15T00:00:00Z: mid-month, at the start of a UTC day.

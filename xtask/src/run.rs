@@ -77,7 +77,7 @@ fn field(line: &str, name: &str) -> Result<String> {
 }
 
 fn post(url: &str, cookie: Option<&str>, body: &Value) -> Result<Value> {
-    let mut request = ureq::post(url).timeout(Duration::from_secs(120));
+    let mut request = ureq::post(url).timeout(Duration::from_secs(120)).set("content-type", "application/json");
     if let Some(c) = cookie {
         request = request.set("cookie", c);
     }

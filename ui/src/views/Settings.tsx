@@ -174,6 +174,10 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
       <label className="wide">
         Admin API base URL
         <input name="base_url" value={form.admin_api_base_url} onChange={set('admin_api_base_url')} spellCheck={false} />
+        <span className="help">
+          https only (plain http for a server on this machine). Changing it clears the admin key: set it again for the new
+          server.
+        </span>
       </label>
       <label>
         Poll interval (minutes)

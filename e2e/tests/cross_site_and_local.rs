@@ -1,0 +1,88 @@
+//! Only the issued node ever sees its key (SPEC §4, §7): local apps are refused a key, pages on
+//! other sites cannot drive the dashboard API with the operator's cookie, and the admin key never
+//! goes to another server. Requires `cargo xtask build` (cargo xtask test runs it first).
+
+use e2e::*;
+use serde_json::json;
+
+#[test]
+fn an_app_on_the_operators_node_never_gets_a_key() {
+    let env = Env::start("local-caller", "truth.json", &["n0.os".to_string()]);
+    env.configure_admin_api();
+    let r = env.api(json!({"AddKey": {"secret": secret(1), "name": "k1", "node_cap": null}}));
+    assert!(r.get("Ok").is_some(), "{r}");
+    for body in [json!({"RequestApiKey": null}), json!("RequestApiKey"), json!({"RequestKeyLease": null})] {
+        let r = env.local("some-app:some-app:sys", ISSUER, body.clone());
+        assert!(!r.to_string().contains("sk-ant-api03-TESTkey"), "a local app got a key with {body}: {r}");
+    }
+    let r = env.local("some-app:some-app:sys", ISSUER, json!({"RequestApiKey": null}));
+    assert!(r["response"]["Err"].as_str().unwrap().contains("WIT API"), "{r}");
+    assert_eq!(env.api(json!({"ListNodes": {}}))["Ok"]["total"], 0, "the operator's node was not recorded");
+    // Another node still gets its key.
+    let r = env.p2p("n0.os", json!({"RequestApiKey": null}));
+    assert!(r.to_string().contains(&secret(1)), "{r}");
+}
+
+#[test]
+fn cross_site_requests_are_refused_and_change_nothing() {
+    let env = Env::start("cross-site", "truth.json", &[]);
+    env.configure_admin_api();
+    let before = env.api(json!({"GetSettings": null}));
+    let own_origin = env.http.split('/').take(3).collect::<Vec<_>>().join("/");
+    let attack = json!({"UpdateSettings": {"admin_api_base_url": "https://evil.example", "default_budget_usd": "999"}});
+    let refused: [&[(&str, &str)]; 6] = [
+        &[("content-type", "text/plain")],
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &[("content-type", "multipart/form-data; boundary=x")],
+        &[("content-type", "application/json"), ("origin", "https://evil.example")],
+        &[("content-type", "application/json"), ("sec-fetch-site", "cross-site")],
+        &[("content-type", "application/json"), ("origin", "null")],
+    ];
+    for headers in refused {
+        let (status, answer) = env.api_with(attack.clone(), headers);
+        assert_eq!(status, 403, "{headers:?}: {answer}");
+        assert!(answer["Err"].as_str().unwrap().starts_with("refused"), "{headers:?}: {answer}");
+    }
+    for headers in refused {
+        let (status, _) = env.api_with(json!({"RemoveKey": 1}), headers);
+        assert_eq!(status, 403);
+    }
+    assert_eq!(env.api(json!({"GetSettings": null})), before, "nothing changed");
+    // The node's own page (its Origin, same-origin fetch) and a script without either header pass.
+    let (status, answer) = env.api_with(
+        json!({"UpdateSettings": {"default_budget_usd": "6"}}),
+        &[("content-type", "application/json"), ("origin", own_origin.as_str()), ("sec-fetch-site", "same-origin")],
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["Ok"]["default_budget_micro_usd"], 6_000_000);
+}
+
+#[test]
+fn the_admin_key_never_goes_to_another_server() {
+    let env = Env::start("base-url", "truth.json", &[]);
+    env.configure_admin_api();
+    let r = env.api(json!({"UpdateSettings": {"admin_api_base_url": "http://api.example.com"}}));
+    assert!(r["Err"].as_str().unwrap().contains("must be https"), "{r}");
+    assert_eq!(env.api(json!({"GetSettings": null}))["admin_key_set"], true, "a refused change changes nothing");
+    // Another server (here: the same fake under another loopback name) clears the admin key.
+    let other = env.fake_url.replace("127.0.0.1", "localhost");
+    let r = env.api(json!({"UpdateSettings": {"admin_api_base_url": other}}));
+    assert_eq!(r["Ok"]["admin_key_set"], false, "{r}");
+    let before = env.fake_control("seen", None)["request_counts"].clone();
+    env.api(json!({"PollNow": null}));
+    env.eventually("the poller reports no admin key", || {
+        let status = env.api(json!({"Status": null}));
+        status["poller"]["admin_key_set"] == false && status["poller"]["last_error"]["needs_operator"] == true
+    });
+    assert_eq!(env.fake_control("seen", None)["request_counts"], before, "nothing was sent to the new server");
+    let cleared = |audit: &serde_json::Value| audit["Ok"]["entries"].as_array().unwrap().iter().any(|e| e["outcome"] == "the Admin API base URL changed");
+    let mut audit = env.api(json!({"AuditLog": {}}));
+    for _ in 0..50 {
+        if cleared(&audit) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        audit = env.api(json!({"AuditLog": {}}));
+    }
+    assert!(cleared(&audit), "the audit log says why the admin key was cleared: {audit}\n{}", env.logs());
+}
