@@ -23,7 +23,7 @@ fn add_key(env: &Env, n: u32, extra: Value) -> Value {
 }
 
 fn issued_key(answer: &Value) -> Option<String> {
-    answer["response"]["Ok"]["api_key"].as_str().map(str::to_string)
+    answer["response"]["Ok"].as_str().map(str::to_string)
 }
 
 #[test]
@@ -46,10 +46,17 @@ fn fifty_nodes_five_keys_one_key_each_ever() {
         *per_key.entry(key.clone()).or_default() += 1;
         holder.insert(node.clone(), key);
     }
-    // Repeats return the same key.
+    // Repeats return the same key; the platform's client gets the bare key (`{"Ok": "sk-..."}`),
+    // and the lease request the same key with its times.
     for node in nodes.iter().take(10) {
         let again = issued_key(&env.p2p(node, json!({"RequestApiKey": null}))).unwrap();
         assert_eq!(again, holder[node]);
+        let lease = env.p2p(node, json!({"RequestKeyLease": null}));
+        let lease = lease["response"]["Ok"].as_object().unwrap_or_else(|| panic!("{lease}"));
+        assert_eq!(lease["api_key"], holder[node].as_str());
+        let mut fields: Vec<&String> = lease.keys().collect();
+        fields.sort();
+        assert_eq!(fields, ["api_key", "expires_at", "issued_at"]);
     }
     let page = env.api(json!({"ListNodes": {"limit": 500}}));
     assert_eq!(page["Ok"]["total"], 50);

@@ -407,6 +407,39 @@ impl KeyIssuer {
         Ok(stored)
     }
 
+    /// The one issuance path of both p2p requests (SPEC §4): the calling node gets one key, ever.
+    async fn issue_to_caller(&mut self) -> Result<IssuedKey, String> {
+        let node = hyperapp::source().node().to_string();
+        // Local messages reach remote handlers too: an app on this node never gets a secret.
+        if node == our().node() {
+            return Err(LOCAL_CALLER.to_string());
+        }
+        let at = now();
+        if !self.rate_limiter().check_and_record(&node, at) {
+            self.audit(&node, "key request", "", "refused: rate limited");
+            return Err("rate limited".to_string());
+        }
+        self.db().await?;
+        // A repeat request while the first is being committed waits for that commit; it never
+        // carries a key whose issuance might still be undone.
+        let mut waited = 0;
+        while self.rt.pending_nodes.contains(&node) {
+            if waited >= 500 {
+                return Err(TRY_AGAIN.to_string());
+            }
+            let _ = hyperapp::sleep(10).await;
+            waited += 1;
+        }
+        // A key retired while its issuance was being committed is taken back and another drawn.
+        for _ in 0..3 {
+            match self.issue_once(&node).await {
+                Err(IssueAgain) => continue,
+                Ok(answer) => return answer,
+            }
+        }
+        Err(STORAGE_UNAVAILABLE.to_string())
+    }
+
     /// One issuance attempt: `Err(IssueAgain)` when the drawn key was retired while its issuance
     /// was being committed (its row is taken back: the node was never sent it).
     async fn issue_once(&mut self, node: &str) -> Result<Result<IssuedKey, String>, IssueAgain> {
@@ -567,38 +600,18 @@ impl KeyIssuer {
 
     // ----- peer-to-peer: the one handler other nodes may call -----
 
-    /// `{"RequestApiKey": null}` from another node → `{"Ok": IssuedKey}` or `{"Err": "<stable message>"}`.
+    /// `{"RequestApiKey": null}` from another node → `{"Ok": "<key>"}` or `{"Err": "<stable message>"}`:
+    /// exactly what the platform's own client (hyperdrive's spider package) parses.
     #[remote]
-    async fn request_api_key(&mut self) -> Result<IssuedKey, String> {
-        let node = hyperapp::source().node().to_string();
-        // Local messages reach remote handlers too: an app on this node never gets a secret.
-        if node == our().node() {
-            return Err(LOCAL_CALLER.to_string());
-        }
-        let at = now();
-        if !self.rate_limiter().check_and_record(&node, at) {
-            self.audit(&node, "key request", "", "refused: rate limited");
-            return Err("rate limited".to_string());
-        }
-        self.db().await?;
-        // A repeat request while the first is being committed waits for that commit; it never
-        // carries a key whose issuance might still be undone.
-        let mut waited = 0;
-        while self.rt.pending_nodes.contains(&node) {
-            if waited >= 500 {
-                return Err(TRY_AGAIN.to_string());
-            }
-            let _ = hyperapp::sleep(10).await;
-            waited += 1;
-        }
-        // A key retired while its issuance was being committed is taken back and another drawn.
-        for _ in 0..3 {
-            match self.issue_once(&node).await {
-                Err(IssueAgain) => continue,
-                Ok(answer) => return answer,
-            }
-        }
-        Err(STORAGE_UNAVAILABLE.to_string())
+    async fn request_api_key(&mut self) -> Result<String, String> {
+        self.issue_to_caller().await.map(|issued| issued.api_key)
+    }
+
+    /// `{"RequestKeyLease": null}` → `{"Ok": {"api_key", "issued_at", "expires_at"}}`: the same
+    /// issuance, with the lease's times.
+    #[remote]
+    async fn request_key_lease(&mut self) -> Result<IssuedKey, String> {
+        self.issue_to_caller().await
     }
 
     // ----- WIT API for local processes (api/key-issuer.wit) -----
