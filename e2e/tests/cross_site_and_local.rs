@@ -86,3 +86,39 @@ fn the_admin_key_never_goes_to_another_server() {
     }
     assert!(cleared(&audit), "the audit log says why the admin key was cleared: {audit}\n{}", env.logs());
 }
+
+#[test]
+fn a_flood_of_refused_requests_cannot_grow_the_audit_log() {
+    let nodes = ["flood1.os".to_string(), "flood2.os".to_string()];
+    let env = Env::start("flood", "truth.json", &nodes);
+    env.configure_admin_api();
+    let rows = || {
+        let db = rusqlite::Connection::open_with_flags(env.issuer_db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        db.query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    // Let the writes of the setup land before counting.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = rows();
+    let mut limited = 0;
+    for i in 0..3000 {
+        let r = env.p2p(&nodes[i % 2], json!({"RequestApiKey": null}));
+        if r["response"]["Err"] == "rate limited" {
+            limited += 1;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let grown = rows() - before;
+    println!("3000 requests from 2 nodes ({limited} rate limited): the audit log grew by {grown} rows");
+    assert!(limited > 2900, "{limited}");
+    // Per node: its refusals as "no keys available" (one row each allowed request, 10 a minute) and
+    // one row when it starts being limited.
+    assert!(grown <= 2 * (10 + 1), "the audit log grew by {grown} rows");
+    // Let through again a minute later, the node's refusals are summed up in one row.
+    env.advance(61);
+    env.p2p(&nodes[0], json!({"RequestApiKey": null}));
+    env.eventually("the refusals summed up", || {
+        env.api(json!({"AuditLog": {}}))["Ok"]["entries"].as_array().unwrap().iter().any(|e| {
+            e["actor"] == "flood1.os" && e["outcome"].as_str().unwrap_or_default().ends_with("requests were refused as rate limited")
+        })
+    });
+}

@@ -26,7 +26,7 @@ use shared_types::messages::{
 };
 use shared_types::pool::{Issuance, IssueError, KeyId, OrgSync, PoolError, Resolution, RetirementError};
 use shared_types::price::PriceMatch;
-use shared_types::ratelimit::RateLimiter;
+use shared_types::ratelimit::{RateDecision, RateLimiter};
 use shared_types::wit_api::{self, rfc3339, IssuedKey, NodeKeyStatus, PoolSummary};
 use shared_types::{KeyPool, MicroUsd, RetireReason, Timestamp};
 
@@ -415,9 +415,19 @@ impl KeyIssuer {
             return Err(LOCAL_CALLER.to_string());
         }
         let at = now();
-        if !self.rate_limiter().check_and_record(&node, at) {
-            self.audit(&node, "key request", "", "refused: rate limited");
-            return Err("rate limited".to_string());
+        // One audit row when a node starts being limited and one count when it is let through
+        // again: a flood of refused requests cannot grow the audit log.
+        match self.rate_limiter().decide(&node, at) {
+            RateDecision::Refused { first } => {
+                if first {
+                    self.audit(&node, "key request", "", "refused: rate limited (further refusals are counted)");
+                }
+                return Err("rate limited".to_string());
+            }
+            RateDecision::Allowed { refused_before } if refused_before > 0 => {
+                self.audit(&node, "key request", "", &format!("{refused_before} requests were refused as rate limited"));
+            }
+            RateDecision::Allowed { .. } => {}
         }
         self.db().await?;
         // A repeat request while the first is being committed waits for that commit; it never

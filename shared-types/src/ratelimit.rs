@@ -13,6 +13,18 @@ pub struct RateLimiter {
     recent: HashMap<String, VecDeque<i64>>,
     /// Nodes in the order they were first seen in a window, for amortised pruning.
     order: VecDeque<(i64, String)>,
+    /// node → requests refused since its last allowed one (summarised, not logged one by one).
+    refused: HashMap<String, u64>,
+}
+
+/// What the limiter decided, with what the audit log needs to record refusals per episode
+/// rather than per request (a flood must not grow storage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Allowed; `refused_before` requests of this node were refused since its last allowed one.
+    Allowed { refused_before: u64 },
+    /// Refused; `first` for the first refusal of an episode.
+    Refused { first: bool },
 }
 
 impl Default for RateLimiter {
@@ -24,11 +36,22 @@ impl Default for RateLimiter {
 impl RateLimiter {
     /// `per_minute` is raised to 1: a node's first request is never blocked.
     pub fn new(per_minute: u32) -> RateLimiter {
-        RateLimiter { per_minute: per_minute.max(1), recent: HashMap::new(), order: VecDeque::new() }
+        RateLimiter { per_minute: per_minute.max(1), recent: HashMap::new(), order: VecDeque::new(), refused: HashMap::new() }
     }
 
     pub fn per_minute(&self) -> u32 {
         self.per_minute
+    }
+
+    /// Records a request of `node` at `now` and says whether it is allowed, counting refusals.
+    pub fn decide(&mut self, node: &str, now: Timestamp) -> RateDecision {
+        if self.check_and_record(node, now) {
+            RateDecision::Allowed { refused_before: self.refused.remove(node).unwrap_or(0) }
+        } else {
+            let count = self.refused.entry(node.to_string()).or_default();
+            *count += 1;
+            RateDecision::Refused { first: *count == 1 }
+        }
     }
 
     /// Records a request of `node` at `now`; false when it is over the limit (nothing recorded).
@@ -63,6 +86,8 @@ impl RateLimiter {
             if keep {
                 self.order.push_back((now, node));
             } else {
+                // Its refusal count stays (one number per limited node) until it is let through
+                // again and the count goes to the audit log.
                 self.recent.remove(&node);
             }
         }
@@ -90,6 +115,18 @@ mod tests {
         assert!(!limiter.check_and_record("a.os", t(1)));
         assert!(limiter.check_and_record("b.os", t(1)), "other nodes are not affected");
         assert!(limiter.check_and_record("a.os", t(61)), "the window slides");
+    }
+
+    #[test]
+    fn refusals_are_counted_per_episode() {
+        let mut limiter = RateLimiter::new(1);
+        assert_eq!(limiter.decide("a.os", t(0)), RateDecision::Allowed { refused_before: 0 });
+        assert_eq!(limiter.decide("a.os", t(1)), RateDecision::Refused { first: true });
+        for i in 2..1000 {
+            assert_eq!(limiter.decide("a.os", t(i % 50)), RateDecision::Refused { first: false });
+        }
+        assert_eq!(limiter.decide("a.os", t(61)), RateDecision::Allowed { refused_before: 999 });
+        assert_eq!(limiter.decide("a.os", t(62)), RateDecision::Refused { first: true });
     }
 
     #[test]
