@@ -18,6 +18,12 @@ fn an_app_on_the_operators_node_never_gets_a_key() {
     let r = env.local("some-app:some-app:sys", ISSUER, json!({"RequestApiKey": null}));
     assert!(r["response"]["Err"].as_str().unwrap().contains("WIT API"), "{r}");
     assert_eq!(env.api(json!({"ListNodes": {}}))["Ok"]["total"], 0, "the operator's node was not recorded");
+    // A key pasted into the name field is refused, and appears nowhere.
+    let r = env.api(json!({"AddKey": {"secret": secret(3), "name": secret(4)}}));
+    assert!(r["Err"].as_str().unwrap().contains("looks like an API key"), "{r}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let audit = env.api(json!({"AuditLog": {"limit": 500}})).to_string();
+    assert!(!audit.contains(&secret(4)) && !audit.contains(&secret(3)), "{audit}");
     // Another node still gets its key.
     let r = env.p2p("n0.os", json!({"RequestApiKey": null}));
     assert!(r.to_string().contains(&secret(1)), "{r}");

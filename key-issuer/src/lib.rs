@@ -229,8 +229,11 @@ impl KeyIssuer {
         limiter
     }
 
+    /// Appends to the audit log; every text passes through one redaction (anything key-shaped is
+    /// masked), whatever its source.
     fn audit(&mut self, actor: &str, action: &str, detail: &str, outcome: &str) {
-        let row = (now(), actor.to_string(), action.to_string(), detail.to_string(), outcome.to_string());
+        let redact = shared_types::admin_api::redact;
+        let row = (now(), redact(actor), redact(action), redact(detail), redact(outcome));
         match self.rt.db.clone() {
             Some(db) => write_audit(db, vec![row]),
             None => self.rt.audit_backlog.push(row),

@@ -200,6 +200,8 @@ pub enum PoolError {
     AlreadyRemoved(KeyId),
     #[error("name must be 1 to 80 characters without control characters")]
     InvalidName,
+    #[error("the name looks like an API key: give the key a name, never its secret")]
+    NameLooksLikeKey,
     #[error("lifetime must be above zero and at most 10 years")]
     InvalidLifetime,
     #[error("budget must be above zero")]
@@ -303,6 +305,10 @@ impl KeyPool {
         let name = new.name.trim();
         if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
             return Err(PoolError::InvalidName);
+        }
+        // Names go to the audit log and every screen: a pasted secret must not.
+        if name.to_ascii_lowercase().contains("sk-ant-") {
+            return Err(PoolError::NameLooksLikeKey);
         }
         if new.lifetime_secs == 0 || new.lifetime_secs > MAX_LIFETIME_SECS {
             return Err(PoolError::InvalidLifetime);
@@ -1001,6 +1007,8 @@ mod tests {
         pool.remove(k1, t(1)).unwrap();
         assert_eq!(pool.add_key(new_key(1), t(2)), Err(PoolError::DuplicateKey(k1)));
         assert_eq!(pool.add_key(NewKey { name: " ".into(), ..new_key(2) }, t(0)), Err(PoolError::InvalidName));
+        let pasted = secret(3).expose().to_string();
+        assert_eq!(pool.add_key(NewKey { name: pasted, ..new_key(2) }, t(0)), Err(PoolError::NameLooksLikeKey));
         assert_eq!(pool.add_key(NewKey { lifetime_secs: 0, ..new_key(2) }, t(0)), Err(PoolError::InvalidLifetime));
         assert_eq!(pool.add_key(NewKey { budget: MicroUsd::ZERO, ..new_key(2) }, t(0)), Err(PoolError::InvalidBudget));
         assert_eq!(pool.add_key(NewKey { node_cap: Some(0), ..new_key(2) }, t(0)), Err(PoolError::InvalidNodeCap));
