@@ -508,11 +508,14 @@ impl CostPoller {
 
     /// Receives the admin key from the issuer; answers only its display prefix.
     #[local]
-    fn set_admin_key(&mut self, admin_key: String) -> Result<AdminKeyInfo, String> {
+    fn set_admin_key(&mut self) -> Result<AdminKeyInfo, String> {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        let admin_key = AdminKey::parse(&admin_key).map_err(|e| e.to_string())?;
+        // The key comes in the message's blob, never its body (a node prints bodies).
+        let blob = hyperware_process_lib::get_blob().ok_or("the admin key must come in the message's blob")?;
+        let text = std::str::from_utf8(&blob.bytes).map_err(|_| "the admin key is not text".to_string())?;
+        let admin_key = AdminKey::parse(text).map_err(|e| e.to_string())?;
         let info = AdminKeyInfo { prefix: admin_key.display_prefix(), set_at: now() };
         self.admin_key = Some(admin_key);
         self.status.admin_key_set = true;

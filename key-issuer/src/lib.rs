@@ -149,9 +149,22 @@ fn refuse_cross_site<T>() -> Option<Result<T, String>> {
 
 /// Sends `body` to the cost-poller and waits for its `Result`.
 async fn ask_poller<T: serde::de::DeserializeOwned>(body: serde_json::Value, timeout_secs: u64) -> Result<T, String> {
-    let request = Request::to(poller_address())
+    ask_poller_with_blob(body, None, timeout_secs).await
+}
+
+/// [`ask_poller`] carrying a secret in the message's blob: a node prints message bodies at high
+/// verbosity, never blobs.
+async fn ask_poller_with_blob<T: serde::de::DeserializeOwned>(
+    body: serde_json::Value,
+    secret: Option<&[u8]>,
+    timeout_secs: u64,
+) -> Result<T, String> {
+    let mut request = Request::to(poller_address())
         .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
         .expects_response(timeout_secs);
+    if let Some(bytes) = secret {
+        request = request.blob_bytes(bytes.to_vec());
+    }
     match hyperapp::send::<Result<T, String>>(request).await {
         Ok(answer) => answer,
         Err(e) => Err(format!("the cost-poller did not answer ({})", send_error_kind(&e))),
@@ -1089,7 +1102,8 @@ impl KeyIssuer {
             Ok(k) => k,
             Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
         };
-        let answer = ask_poller::<AdminKeyInfo>(serde_json::json!({"SetAdminKey": admin_key.expose()}), 10).await;
+        let answer =
+            ask_poller_with_blob::<AdminKeyInfo>(serde_json::json!({"SetAdminKey": null}), Some(admin_key.expose().as_bytes()), 10).await;
         let answer = self.note_poller(answer);
         drop(admin_key);
         match answer {

@@ -1,11 +1,12 @@
 //! Messages between the key-issuer and the cost-poller (local requests, hyperapp JSON bodies).
 //!
 //! Issuer → poller: `Configure`, `SetAdminKey`, `ClearAdminKey`, `TestConnection`, `PollNow`,
-//! `RetireNow`, `ListOrgKeys`, `CheckKey`. Poller → issuer: `FetchWork`, `PushOrgKeys`, `PushUsage`,
-//! `PushWorkspaceCosts`, `PushBackfillDone`, `PushRetirementResults`, `PushPollerStatus`. Each side accepts them only from its sibling
-//! process of the same package on the same node ([`is_sibling`]).
-//! The admin key crosses only in `SetAdminKey`, issuer → poller; API key secrets never cross:
-//! the poller sees hints only.
+//! `DoPendingWork`, `ListOrgKeys`, `CreateWorkspace`. Poller → issuer: `FetchWork`, `PushOrgKeys`,
+//! `PushUsage`, `PushWorkspaceCosts`, `PushKeyCosts`, `PushBackfillDone`, `PushRetirementResults`,
+//! `PushPollerStatus`. Each side accepts them only from its sibling process of the same package on
+//! the same node ([`is_sibling`]).
+//! The admin key crosses only in `SetAdminKey`, issuer → poller, in the message blob (a node prints
+//! bodies, not blobs); API key secrets never cross: the poller sees hints only.
 
 use serde::{Deserialize, Serialize};
 
