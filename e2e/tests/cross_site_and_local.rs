@@ -128,3 +128,31 @@ fn a_flood_of_refused_requests_cannot_grow_the_audit_log() {
         })
     });
 }
+
+#[test]
+fn a_malformed_call_never_comes_back_with_its_secret() {
+    let env = Env::start("malformed", "truth.json", &[]);
+    env.configure_admin_api();
+    // Bodies that name a call which takes JSON reach the app, which never repeats them. (A body
+    // naming no call at all, or a typed argument of the wrong type, is answered by the hyperapp
+    // framework itself, which repeats the body: docs/security.md.)
+    let bodies = [
+        json!({"AddKey": [secret(5)]}),
+        json!({"AddKey": {"secret": secret(5), "name": "typo", "nmae": secret(5)}}),
+        json!({"AddKey": {"secret": format!("{}!", secret(5)), "name": "bad"}}),
+        json!({"SetAdminKey": ADMIN_KEY}),
+        json!({"SetAdminKey": {"admin_key": ADMIN_KEY, "extra": 1}}),
+        json!({"SetAdminKey": {"admin_key": format!("{ADMIN_KEY}!")}}),
+        json!({"MatchKey": {"key": secret(5), "api_key_id": secret(5)}}),
+        json!({"UpdateSettings": {"admin_api_base_url": secret(5)}}),
+        json!({"UpdateSettings": {"price_table": secret(5)}}),
+        json!({"PrepareWorkspace": {"name": secret(5)}}),
+        json!({"UpdateSettings": {secret(5): 1}}),
+    ];
+    for body in bodies {
+        let (status, answer) = env.api_with(body.clone(), &[("content-type", "application/json")]);
+        let text = answer.to_string();
+        assert!(!text.contains(&secret(5)[20..]) && !text.contains(&ADMIN_KEY[20..]), "{body} came back in a {status} answer: {text}");
+    }
+    assert_eq!(env.api(json!({"ListKeys": null})).as_array().unwrap().len(), 0, "nothing was added");
+}

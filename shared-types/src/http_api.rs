@@ -24,8 +24,9 @@ pub enum RequestError {
     UnknownField(String),
 }
 
+/// Problems may quote the input (serde errors do): anything key-shaped is masked.
 fn invalid(field: &'static str, problem: impl Into<String>) -> RequestError {
-    RequestError::Invalid { field, problem: problem.into() }
+    RequestError::Invalid { field, problem: crate::admin_api::redact(&problem.into()) }
 }
 
 /// Settings the operator edits in the dashboard. Persisted in the issuer's state.
@@ -124,7 +125,7 @@ fn string_field<'a>(obj: &'a serde_json::Map<String, serde_json::Value>, field: 
 fn object(body: &serde_json::Value, allowed: &[&str]) -> Result<serde_json::Map<String, serde_json::Value>, RequestError> {
     let obj = body.as_object().ok_or(RequestError::NotAnObject)?;
     if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(RequestError::UnknownField(unknown.clone()));
+        return Err(RequestError::UnknownField(crate::admin_api::redact(unknown)));
     }
     Ok(obj.clone())
 }
