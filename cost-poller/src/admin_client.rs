@@ -17,6 +17,8 @@ use shared_types::AdminKey;
 const MAX_ATTEMPTS: u32 = 5;
 /// Seconds to wait for one answer.
 const REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Seconds an interactive call waits for its one answer.
+const INTERACTIVE_TIMEOUT_SECS: u64 = 6;
 
 /// Why a call failed, as the operator will read it.
 #[derive(Debug, Clone)]
@@ -45,6 +47,9 @@ impl CallError {
 pub struct AdminClient {
     pub admin_key: AdminKey,
     pub beta: Option<&'static str>,
+    /// The operator is waiting (a dashboard call under the node's 15 s HTTP limit): one attempt
+    /// with a short timeout instead of retries with backoff.
+    pub interactive: bool,
 }
 
 impl AdminClient {
@@ -59,13 +64,14 @@ impl AdminClient {
     async fn call(&self, method: Method, url: url::Url, body: Vec<u8>) -> Result<Vec<u8>, CallError> {
         let endpoint = url.path().to_string();
         let mut last_error = String::new();
-        for attempt in 0..MAX_ATTEMPTS {
+        let (attempts, timeout_secs) = if self.interactive { (1, INTERACTIVE_TIMEOUT_SECS) } else { (MAX_ATTEMPTS, REQUEST_TIMEOUT_SECS) };
+        for attempt in 0..attempts {
             let headers: HashMap<String, String> = admin_api::request_headers(self.admin_key.expose(), self.beta)
                 .into_iter()
                 .map(|(name, value)| (name.to_string(), value))
                 .collect();
             let answer =
-                send_request_await_response(method.clone(), url.clone(), Some(headers), REQUEST_TIMEOUT_SECS, body.clone()).await;
+                send_request_await_response(method.clone(), url.clone(), Some(headers), timeout_secs, body.clone()).await;
             let wait_secs = match answer {
                 Err(e) => {
                     last_error = format!("{endpoint}: no answer ({})", transport_error(&e));
@@ -96,9 +102,12 @@ impl AdminClient {
                     }
                 }
             };
-            if attempt + 1 < MAX_ATTEMPTS {
+            if attempt + 1 < attempts {
                 let _ = hyperapp::sleep(wait_secs.saturating_mul(1000)).await;
             }
+        }
+        if self.interactive {
+            return Err(CallError::transient(format!("{last_error}; try again in a moment")));
         }
         Err(CallError::transient(format!("{last_error} (gave up after {MAX_ATTEMPTS} attempts; retrying next poll)")))
     }

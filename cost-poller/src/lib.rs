@@ -28,6 +28,8 @@ const USAGE_OVERLAP_HOURS: i64 = 6;
 const COST_OVERLAP_DAYS: i64 = 2;
 /// Buckets per push message, to keep messages small.
 const BUCKETS_PER_PUSH: usize = 500;
+/// How long a dashboard call waits for a running tick to let go of the Admin API.
+const INTERACTIVE_WAIT_MS: u64 = 3_000;
 /// Retirements are carried out on their own timer too, whatever the poll interval (SPEC §5: a due
 /// key is deactivated within 5 minutes).
 const RETIREMENT_CHECK_SECS: i64 = 300;
@@ -129,7 +131,7 @@ impl CostPoller {
 
     fn client(&self) -> Result<AdminClient, PollError> {
         match &self.admin_key {
-            Some(admin_key) => Ok(AdminClient { admin_key: admin_key.clone(), beta: None }),
+            Some(admin_key) => Ok(AdminClient { admin_key: admin_key.clone(), beta: None, interactive: false }),
             None => Err(poll_error("the admin key is not set: set it in Settings".to_string(), true)),
         }
     }
@@ -144,6 +146,29 @@ impl CostPoller {
 
     fn release_admin_api(&mut self) {
         self.admin_api_in_use = false;
+    }
+
+    /// For a dashboard call (the node answers 408 after 15 s): waits at most `INTERACTIVE_WAIT_MS`
+    /// for a running tick to let go of the Admin API.
+    async fn take_admin_api_interactively(&mut self) -> Result<(), String> {
+        let mut waited = 0;
+        while self.admin_api_in_use {
+            if waited >= INTERACTIVE_WAIT_MS {
+                return Err("the cost-poller is busy with a poll of the Admin API: try again in a minute".to_string());
+            }
+            let _ = hyperapp::sleep(50).await;
+            waited += 50;
+        }
+        self.admin_api_in_use = true;
+        Ok(())
+    }
+
+    /// The org's keys for a dashboard call: one attempt, bounded waits.
+    async fn list_all_keys_interactively(&mut self) -> Result<Vec<ApiKeyObject>, String> {
+        self.take_admin_api_interactively().await?;
+        let keys = self.list_keys_with(true).await;
+        self.release_admin_api();
+        keys.map_err(|e| e.message)
     }
 
     /// Runs a tick, or queues one if a tick is running (so "poll now" is never lost).
@@ -430,9 +455,14 @@ impl CostPoller {
     }
 
     async fn list_all_keys(&self) -> Result<Vec<ApiKeyObject>, CallError> {
+        self.list_keys_with(false).await
+    }
+
+    /// Every page of the organization's keys; `interactive`: one attempt per page, short timeout.
+    async fn list_keys_with(&self, interactive: bool) -> Result<Vec<ApiKeyObject>, CallError> {
         let to_call_error = CallError::transient;
         let base = self.base().map_err(|e| CallError::for_operator(e.message))?;
-        let client = self.client().map_err(|e| CallError::for_operator(e.message))?;
+        let client = AdminClient { interactive, ..self.client().map_err(|e| CallError::for_operator(e.message))? };
         let mut keys = vec![];
         let mut after: Option<String> = None;
         loop {
@@ -540,16 +570,13 @@ impl CostPoller {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        self.take_admin_api().await;
-        let keys = self.list_all_keys().await;
-        self.release_admin_api();
-        Ok(match keys {
+        Ok(match self.list_all_keys_interactively().await {
             Ok(keys) => ConnectionTest {
                 ok: true,
                 message: format!("connected: the admin key can see {} API keys", keys.len()),
                 api_keys_visible: keys.len() as u64,
             },
-            Err(e) => ConnectionTest { ok: false, message: e.message, api_keys_visible: 0 },
+            Err(message) => ConnectionTest { ok: false, message, api_keys_visible: 0 },
         })
     }
 
@@ -572,10 +599,7 @@ impl CostPoller {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        self.take_admin_api().await;
-        let keys = self.list_all_keys().await;
-        self.release_admin_api();
-        keys.map_err(|e| e.message)
+        self.list_all_keys_interactively().await
     }
 
     /// Creates a workspace for one key (workspace-per-key mode).
@@ -587,7 +611,8 @@ impl CostPoller {
         let base = self.base().map_err(|e| e.message)?;
         let client = self.client().map_err(|e| e.message)?;
         let body = serde_json::to_vec(&CreateWorkspaceBody { name }).map_err(|e| e.to_string())?;
-        self.take_admin_api().await;
+        let client = AdminClient { interactive: true, ..client };
+        self.take_admin_api_interactively().await?;
         let answer = client.post(base.create_workspace(), body).await;
         self.release_admin_api();
         admin_api::parse_workspace(&answer.map_err(|e| e.message)?).map_err(|e| e.to_string())

@@ -156,3 +156,22 @@ fn a_malformed_call_never_comes_back_with_its_secret() {
     }
     assert_eq!(env.api(json!({"ListKeys": null})).as_array().unwrap().len(), 0, "nothing was added");
 }
+
+#[test]
+fn dashboard_calls_answer_within_the_nodes_fifteen_seconds_when_the_admin_api_hangs() {
+    let env = Env::start("slow-admin-api", "truth.json", &[]);
+    env.configure_admin_api();
+    // The organization's key list hangs for 40 s, for every call that asks for it.
+    env.fake_control("faults", Some(json!({"faults": [{"delay_ms": 40000, "count": 10, "path_prefix": "/v1/organizations/api_keys"}]})));
+    for call in [json!({"TestConnection": null}), json!({"AddKey": {"secret": secret(1), "name": "k1"}})] {
+        let started = std::time::Instant::now();
+        let answer = env.api(call.clone());
+        let took = started.elapsed();
+        let name = call.as_object().unwrap().keys().next().unwrap().clone();
+        println!("{name} answered in {:.1} s while the Admin API hung", took.as_secs_f64());
+        assert!(took < std::time::Duration::from_secs(13), "{name} took {took:?}: {answer}");
+    }
+    // The key was added unmatched (the lookup could not finish); a later poll matches it.
+    let keys = env.api(json!({"ListKeys": null}));
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+}
