@@ -167,7 +167,7 @@ impl NodeHttp {
         let from = Addr::new(&self.kernel.node, "http-server:distro:sys");
         let to = Addr::new(&self.kernel.node, &binding.process);
         let blob = Some(Blob { mime: None, bytes: body });
-        match self.kernel.call(from, to, serde_json::to_vec(&request).expect("json"), blob, 60).await {
+        match self.kernel.call(from, to, serde_json::to_vec(&request).expect("json"), blob, HTTP_SELF_IMPOSED_TIMEOUT_SECS).await {
             Ok((answer, blob)) => {
                 let Ok(head) = serde_json::from_slice::<Value>(&answer) else {
                     return respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "the process answered with something other than an HTTP response");
@@ -196,6 +196,10 @@ impl NodeHttp {
         }
     }
 }
+
+/// A node's HTTP server answers 408 when a process has not answered within 15 s
+/// (hyperdrive's `HTTP_SELF_IMPOSED_TIMEOUT`); devnode is no more patient.
+const HTTP_SELF_IMPOSED_TIMEOUT_SECS: u64 = 15;
 
 // ----- the control API -----
 

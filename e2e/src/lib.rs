@@ -74,8 +74,9 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The port of an address like `http://127.0.0.1:P`.
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {url}"))
 }
 
 fn field(line: &str, name: &str) -> String {
@@ -124,8 +125,9 @@ impl Env {
         let mut env = Env {
             devnode: None,
             fake: None,
-            http_port: free_port(),
-            control_port: free_port(),
+            // 0: devnode picks free ports (no race between tests); a restart reuses them.
+            http_port: 0,
+            control_port: 0,
             data_dir,
             http: String::new(),
             control: String::new(),
@@ -154,6 +156,8 @@ impl Env {
         let (proc_, line) = Proc::start(cmd, "devnode ready");
         self.http = format!("{}/{ISSUER}", field(&line, "http"));
         self.control = field(&line, "control");
+        self.http_port = port_of(&field(&line, "http"));
+        self.control_port = port_of(&self.control);
         self.devnode = Some(proc_);
         self.wait_ready();
     }
