@@ -290,6 +290,15 @@ impl Control {
                 let _ = restarted.await;
                 json_response(StatusCode::OK, json!({"restarted": process}))
             }
+            ("POST", "/devnode/sqlite/delay") => {
+                let ms = match json_body().map(|v| v.get("ms").and_then(Value::as_u64)) {
+                    Ok(Some(ms)) if ms <= 600_000 => ms,
+                    Ok(_) => return bad("expected {\"ms\": N} with N at most 600000"),
+                    Err(e) => return bad(e),
+                };
+                self.kernel.services.write_delay_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+                json_response(StatusCode::OK, json!({"write_delay_ms": ms}))
+            }
             ("POST", "/devnode/shutdown") => {
                 let _ = self.shutdown.send(());
                 json_response(StatusCode::OK, json!({"stopping": true}))

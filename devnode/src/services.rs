@@ -28,6 +28,8 @@ pub struct Services {
     pub bindings: Mutex<HashMap<String, Binding>>,
     databases: Mutex<HashMap<String, Arc<Mutex<rusqlite::Connection>>>>,
     transactions: Mutex<HashMap<u64, (String, Vec<(String, Vec<Value>)>)>>,
+    /// Tests make SQLite writes and commits slow (`POST /devnode/sqlite/delay`), as on a busy disk.
+    pub write_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Services {
@@ -38,6 +40,7 @@ impl Services {
             bindings: Mutex::new(HashMap::new()),
             databases: Mutex::new(HashMap::new()),
             transactions: Mutex::new(HashMap::new()),
+            write_delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -69,6 +72,11 @@ pub async fn handle(kernel: Arc<Kernel>, env: Envelope) {
             kernel.respond(&env, json_bytes(answer), blob);
         }
         "sqlite:distro:sys" => {
+            let delay = kernel.services.write_delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+            let action = &body["action"];
+            if delay > 0 && (action.get("Write").is_some() || action.get("Commit").is_some()) {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             let (answer, blob) = sqlite(&kernel, &env, &body);
             kernel.respond(&env, json_bytes(answer), blob);
         }

@@ -175,3 +175,25 @@ fn dashboard_calls_answer_within_the_nodes_fifteen_seconds_when_the_admin_api_ha
     let keys = env.api(json!({"ListKeys": null}));
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
 }
+
+#[test]
+fn a_repeat_request_never_carries_a_key_before_it_is_durable() {
+    let env = std::sync::Arc::new(Env::start("slow-commit", "truth.json", &["n0.os".to_string()]));
+    env.configure_admin_api();
+    let r = env.api(json!({"AddKey": {"secret": secret(1), "name": "k1", "node_cap": null}}));
+    assert!(r.get("Ok").is_some(), "{r}");
+    // Commits take 8 s: the first request waits for its commit; a repeat meanwhile waits 5 s and
+    // then answers `try again`, never the key.
+    post(&format!("{}/devnode/sqlite/delay", env.control), &json!({"ms": 8000}));
+    let first = {
+        let env = env.clone();
+        std::thread::spawn(move || env.p2p("n0.os", json!({"RequestApiKey": null})))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let repeat = env.p2p("n0.os", json!({"RequestApiKey": null}));
+    assert_eq!(repeat["response"]["Err"], "try again", "{repeat}");
+    let first = first.join().unwrap();
+    post(&format!("{}/devnode/sqlite/delay", env.control), &json!({"ms": 0}));
+    assert_eq!(first["response"]["Ok"], secret(1).as_str(), "the first request gets the key once it is durable");
+    assert_eq!(env.p2p("n0.os", json!({"RequestApiKey": null}))["response"]["Ok"], secret(1).as_str());
+}
