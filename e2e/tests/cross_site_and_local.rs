@@ -197,3 +197,18 @@ fn a_repeat_request_never_carries_a_key_before_it_is_durable() {
     assert_eq!(first["response"]["Ok"], secret(1).as_str(), "the first request gets the key once it is durable");
     assert_eq!(env.p2p("n0.os", json!({"RequestApiKey": null}))["response"]["Ok"], secret(1).as_str());
 }
+
+#[test]
+fn the_audit_log_keeps_only_its_retention() {
+    let env = Env::start("audit-retention", "truth.json", &[]);
+    env.configure_admin_api();
+    let r = env.api(json!({"UpdateSettings": {"audit_retention_days": 1}}));
+    assert_eq!(r["Ok"]["audit_retention_days"], 1, "{r}");
+    let entries = |env: &Env| env.api(json!({"AuditLog": {"limit": 500}}))["Ok"]["entries"].as_array().unwrap().clone();
+    env.eventually("the setup audited", || entries(&env).len() >= 2);
+    let old: Vec<i64> = entries(&env).iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    env.advance(2 * 86_400);
+    env.api(json!({"PollNow": null}));
+    env.eventually("entries older than a day deleted", || entries(&env).iter().all(|e| !old.contains(&e["seq"].as_i64().unwrap())));
+    assert!(!entries(&env).is_empty(), "newer entries stay");
+}

@@ -46,6 +46,8 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     // 2: authoritative daily cost per key (the analytics endpoint).
     &["CREATE TABLE key_costs (key_id INTEGER NOT NULL, day_start INTEGER NOT NULL, source TEXT NOT NULL, micro_usd INTEGER NOT NULL, PRIMARY KEY (key_id, day_start, source))"],
+    // 3: the audit log is pruned by time (retention setting).
+    &["CREATE INDEX audit_log_by_time ON audit_log (at)"],
 ];
 
 /// Workspace id stored for the default workspace (the Admin API's null).
@@ -399,6 +401,16 @@ impl Db {
             "writing the audit log",
         )
         .await
+    }
+
+    /// Deletes audit entries from before `before`; returns how many went.
+    pub async fn prune_audit(&self, before: Timestamp) -> DbResult<u64> {
+        let rows = self.read(format!("SELECT COUNT(*) AS n FROM audit_log WHERE at < {}", before.timestamp()), "counting old audit entries").await?;
+        let n = rows.first().map(|r| int(r, "n")).transpose()?.unwrap_or(0) as u64;
+        if n > 0 {
+            self.write(format!("DELETE FROM audit_log WHERE at < {}", before.timestamp()), "deleting old audit entries").await?;
+        }
+        Ok(n)
     }
 
     pub async fn audit_page(&self, before_seq: Option<i64>, limit: u64) -> DbResult<Vec<AuditEntry>> {

@@ -71,6 +71,7 @@ struct Runtime {
     repricing: bool,
     /// Audit entries made before the database was open (at start), written once it opens.
     audit_backlog: Vec<AuditRow>,
+    audit_pruned_at: Option<Timestamp>,
 }
 
 /// One audit entry to write: time, actor, action, detail, outcome.
@@ -312,6 +313,7 @@ impl KeyIssuer {
             let _ = hyperapp::sleep(wait_secs * 1000).await;
             self.sweep(now());
             self.reprice_if_pending().await;
+            self.prune_audit_hourly().await;
         }
     }
 
@@ -385,6 +387,7 @@ impl KeyIssuer {
             issue_unmatched_keys: s.issue_unmatched_keys,
             workspace_per_key: s.workspace_per_key,
             archive_workspace_on_retire: s.archive_workspace_on_retire,
+            audit_retention_days: s.audit_retention_days,
         }
     }
 
@@ -539,6 +542,22 @@ impl KeyIssuer {
             self.save();
         }
         done
+    }
+
+    /// Deletes audit entries older than the retention setting, at most once an hour.
+    async fn prune_audit_hourly(&mut self) {
+        let at = now();
+        if self.rt.audit_pruned_at.is_some_and(|t| at - t < chrono::TimeDelta::hours(1)) {
+            return;
+        }
+        self.rt.audit_pruned_at = Some(at);
+        let Some(db) = self.rt.db.clone() else { return };
+        let before = at - chrono::TimeDelta::days(i64::from(self.settings.audit_retention_days));
+        match db.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(n) => log::info(&format!("deleted {n} audit entries older than {} days", self.settings.audit_retention_days)),
+            Err(e) => log::warn(&e),
+        }
     }
 
     /// Runs a re-pricing still owed from a price table change (at start and on the expiry timer).

@@ -54,6 +54,13 @@ pub struct Settings {
     /// When a key in a workspace this app prepared retires, archive the workspace too.
     #[serde(default)]
     pub archive_workspace_on_retire: bool,
+    /// Audit entries older than this many days are deleted.
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u32,
+}
+
+fn default_audit_retention_days() -> u32 {
+    365
 }
 
 /// Bumped when a release adds default price entries: a saved table then gains the entries it
@@ -88,6 +95,7 @@ impl Default for Settings {
             price_table_revision: PRICE_TABLE_REVISION,
             workspace_per_key: false,
             archive_workspace_on_retire: false,
+            audit_retention_days: default_audit_retention_days(),
         }
     }
 }
@@ -175,6 +183,7 @@ pub fn apply_settings_update(current: &Settings, body: &serde_json::Value) -> Re
             "issue_unmatched_keys",
             "workspace_per_key",
             "archive_workspace_on_retire",
+            "audit_retention_days",
         ],
     )?;
     let mut next = current.clone();
@@ -238,6 +247,12 @@ pub fn apply_settings_update(current: &Settings, body: &serde_json::Value) -> Re
     }
     if let Some(b) = bool_field(&obj, "archive_workspace_on_retire")? {
         next.archive_workspace_on_retire = b;
+    }
+    if let Some(days) = u64_field(&obj, "audit_retention_days")? {
+        if !(1..=3650).contains(&days) {
+            return Err(invalid("audit_retention_days", "must be between 1 and 3650"));
+        }
+        next.audit_retention_days = days as u32;
     }
     Ok(next)
 }
@@ -581,6 +596,7 @@ pub struct SettingsView {
     pub issue_unmatched_keys: bool,
     pub workspace_per_key: bool,
     pub archive_workspace_on_retire: bool,
+    pub audit_retention_days: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -140,6 +140,7 @@ export interface Settings {
   issue_unmatched_keys: boolean;
   workspace_per_key: boolean;
   archive_workspace_on_retire: boolean;
+  audit_retention_days: number;
 }
 
 export interface WorkspaceView {

@@ -103,6 +103,7 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
     issue_unmatched_keys: s.issue_unmatched_keys ? 'yes' : 'no',
     workspace_per_key: s.workspace_per_key ? 'yes' : 'no',
     archive_workspace_on_retire: s.archive_workspace_on_retire ? 'yes' : 'no',
+    audit_retention_days: String(s.audit_retention_days),
   });
   const [error, setError] = useState<string | null>(null);
   const [saved, setSaved] = useState(false);
@@ -122,6 +123,8 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
     if (!Number.isInteger(days) || days < 1) return setError('Default lifetime: whole days, at least 1.');
     if (budget == null) return setError('Default budget: a USD amount such as 5 or 12.50.');
     if (!Number.isInteger(rate) || rate < 1) return setError('Requests per minute: a whole number, at least 1.');
+    const retention = Number(form.audit_retention_days);
+    if (!Number.isInteger(retention) || retention < 1 || retention > 3650) return setError('Audit retention: whole days, 1 to 3650.');
     const cap = form.default_node_cap.trim();
     if (cap && (!Number.isInteger(Number(cap)) || Number(cap) < 1)) return setError('Default node cap: a whole number, or empty for no cap.');
     // Send only what changed, so the audit log names what the operator really changed.
@@ -137,6 +140,7 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
       issue_unmatched_keys: form.issue_unmatched_keys === 'yes',
       workspace_per_key: form.workspace_per_key === 'yes',
       archive_workspace_on_retire: form.archive_workspace_on_retire === 'yes',
+      audit_retention_days: retention,
     };
     const current: Record<string, unknown> = {
       admin_api_base_url: s.admin_api_base_url,
@@ -149,6 +153,7 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
       issue_unmatched_keys: s.issue_unmatched_keys,
       workspace_per_key: s.workspace_per_key,
       archive_workspace_on_retire: s.archive_workspace_on_retire,
+      audit_retention_days: s.audit_retention_days,
     };
     const changes = Object.fromEntries(
       Object.entries(wanted).filter(([k, v]) =>
@@ -223,6 +228,10 @@ function GeneralCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => 
           <option value="no">keep the workspace</option>
           <option value="yes">archive the workspace too (stops every key in it)</option>
         </select>
+      </label>
+      <label>
+        Keep the audit log (days)
+        <input name="audit_retention" inputMode="numeric" value={form.audit_retention_days} onChange={set('audit_retention_days')} />
       </label>
       <label>
         Key requests per node per minute
