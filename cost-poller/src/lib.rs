@@ -28,6 +28,12 @@ const USAGE_OVERLAP_HOURS: i64 = 6;
 const COST_OVERLAP_DAYS: i64 = 2;
 /// Buckets per push message, to keep messages small.
 const BUCKETS_PER_PUSH: usize = 500;
+/// Work started by a handler that answers at once.
+enum Background {
+    Tick,
+    PendingWork,
+}
+
 /// How long a dashboard call waits for a running tick to let go of the Admin API.
 const INTERACTIVE_WAIT_MS: u64 = 3_000;
 /// Retirements are carried out on their own timer too, whatever the poll interval (SPEC §5: a due
@@ -146,6 +152,19 @@ impl CostPoller {
 
     fn release_admin_api(&mut self) {
         self.admin_api_in_use = false;
+    }
+
+    /// Starts work that a handler answers before it ends.
+    fn start_in_background(&mut self, job: Background) {
+        let this: *mut CostPoller = self;
+        // Same aliasing discipline as the framework's own async handlers: one thread, one task at a time.
+        hyperapp::spawn(async move {
+            let poller = unsafe { &mut *this };
+            match job {
+                Background::Tick => poller.tick().await,
+                Background::PendingWork => poller.retire_pass().await,
+            }
+        });
     }
 
     /// For a dashboard call (the node answers 408 after 15 s): waits at most `INTERACTIVE_WAIT_MS`
@@ -586,9 +605,7 @@ impl CostPoller {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        let this: *mut CostPoller = self;
-        // Same aliasing discipline as the framework's own async handlers: one thread, one task at a time.
-        hyperapp::spawn(async move { unsafe { (*this).tick().await } });
+        self.start_in_background(Background::Tick);
         Ok(())
     }
 
@@ -625,9 +642,7 @@ impl CostPoller {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        let this: *mut CostPoller = self;
-        // Same aliasing discipline as poll_now.
-        hyperapp::spawn(async move { unsafe { (*this).retire_pass().await } });
+        self.start_in_background(Background::PendingWork);
         Ok(())
     }
 }
