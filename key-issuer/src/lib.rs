@@ -142,7 +142,7 @@ fn refuse_cross_site<T>() -> Option<Result<T, String>> {
     let checked = http_api::check_same_origin(
         header("content-type").as_deref(),
         header("origin").as_deref(),
-        header("host").as_deref(),
+        &[header("host").as_deref(), header("x-forwarded-host").as_deref()],
         header("sec-fetch-site").as_deref(),
     );
     checked.err().map(|e| http_result(Err(e.to_string()), StatusCode::FORBIDDEN))

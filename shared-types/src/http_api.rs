@@ -330,11 +330,13 @@ pub enum CrossSiteError {
 /// the dashboard API with the operator's cookie. Browsers always send `Origin` on such a POST (and
 /// `Sec-Fetch-Site`), and cannot send `application/json` across sites without a preflight this API
 /// never grants: a request must be JSON, and its Origin (when sent) must be the host it was sent
-/// to. A script holding the cookie and sending neither header passes.
+/// to: the `Host` header, or `X-Forwarded-Host` behind a reverse proxy that rewrites `Host` (a page
+/// cannot set that header on a cross-site request without a preflight). A script holding the
+/// cookie and sending neither header passes.
 pub fn check_same_origin(
     content_type: Option<&str>,
     origin: Option<&str>,
-    host: Option<&str>,
+    hosts: &[Option<&str>],
     sec_fetch_site: Option<&str>,
 ) -> Result<(), CrossSiteError> {
     let json = content_type
@@ -356,11 +358,9 @@ pub fn check_same_origin(
                 None => host,
             })
         });
-        let own = host.map(|h| h.trim().to_ascii_lowercase());
-        let same = match (&authority, &own) {
-            (Some(a), Some(h)) => a == h || strip_default_port(h) == *a,
-            _ => false,
-        };
+        let same = authority.as_ref().is_some_and(|a| {
+            hosts.iter().flatten().map(|h| h.trim().to_ascii_lowercase()).any(|h| *a == h || strip_default_port(&h) == *a)
+        });
         if !same {
             return Err(CrossSiteError::ForeignOrigin(origin.chars().take(100).collect()));
         }
@@ -737,7 +737,7 @@ mod tests {
 
     #[test]
     fn cross_site_requests_are_refused() {
-        let ok = |ct, origin, host, site| check_same_origin(ct, origin, host, site);
+        let ok = |ct, origin, host, site| check_same_origin(ct, origin, &[host], site);
         let json = Some("application/json");
         assert_eq!(ok(json, None, Some("node.os:8080"), None), Ok(()), "a script without Origin passes");
         assert_eq!(ok(Some("application/json; charset=utf-8"), Some("http://node.os:8080"), Some("node.os:8080"), Some("same-origin")), Ok(()));
@@ -751,6 +751,11 @@ mod tests {
         assert!(matches!(ok(json, Some("null"), Some("node.os"), None), Err(CrossSiteError::ForeignOrigin(_))));
         assert!(matches!(ok(json, None, Some("node.os"), Some("cross-site")), Err(CrossSiteError::CrossSiteFetch(_))));
         assert!(matches!(ok(json, None, Some("node.os"), Some("same-site")), Err(CrossSiteError::CrossSiteFetch(_))));
+        // Behind a reverse proxy that rewrites Host, the forwarded host names the node's origin.
+        let proxied = check_same_origin(json, Some("https://node.example.com"), &[Some("127.0.0.1:8080"), Some("node.example.com")], None);
+        assert_eq!(proxied, Ok(()));
+        let forged = check_same_origin(json, Some("https://evil.example"), &[Some("127.0.0.1:8080"), Some("node.example.com")], None);
+        assert!(matches!(forged, Err(CrossSiteError::ForeignOrigin(_))));
     }
 
     fn at(secs: i64) -> Timestamp {
