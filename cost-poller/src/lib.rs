@@ -102,19 +102,35 @@ fn poll_error(message: String, needs_operator: bool) -> PollError {
 
 type ReportParser<R> = fn(&[u8]) -> Result<ReportPage<R>, admin_api::AdminApiError>;
 
-/// Fetches every page of a report (usage or cost); `url` builds the address of a page.
+/// Why fetching a report failed: the call (with its HTTP status), or an answer we cannot read.
+enum ReportError {
+    Call(CallError),
+    Unreadable(String),
+}
+
+impl From<ReportError> for PollError {
+    fn from(e: ReportError) -> PollError {
+        match e {
+            ReportError::Call(e) => poll_error(e.message, e.needs_operator),
+            ReportError::Unreadable(message) => poll_error(message, false),
+        }
+    }
+}
+
+/// Fetches every page of a report (usage, cost, analytics); `url` builds the address of a page.
 async fn fetch_report<R>(
     client: &AdminClient,
     url: impl Fn(Option<&str>) -> Result<url::Url, admin_api::AdminApiError>,
     parse: ReportParser<R>,
-) -> Result<Vec<ReportPage<R>>, PollError> {
+) -> Result<Vec<ReportPage<R>>, ReportError> {
+    let unreadable = |e: admin_api::AdminApiError| ReportError::Unreadable(e.to_string());
     let mut pages = vec![];
     let mut page_token: Option<String> = None;
     loop {
-        let url = url(page_token.as_deref()).map_err(|e| poll_error(e.to_string(), false))?;
-        let body = client.get(url).await.map_err(|e| poll_error(e.message, e.needs_operator))?;
-        let page = parse(&body).map_err(|e| poll_error(e.to_string(), false))?;
-        page_token = admin_api::next_report_page(&page).map_err(|e| poll_error(e.to_string(), false))?;
+        let url = url(page_token.as_deref()).map_err(unreadable)?;
+        let body = client.get(url).await.map_err(ReportError::Call)?;
+        let page = parse(&body).map_err(unreadable)?;
+        page_token = admin_api::next_report_page(&page).map_err(unreadable)?;
         pages.push(page);
         if page_token.is_none() {
             return Ok(pages);
@@ -279,7 +295,7 @@ impl CostPoller {
         to: Timestamp,
     ) -> Result<usize, PollError> {
         let url = |page: Option<&str>| base.usage_report_of(api_key_id, from, to, page);
-        let pages = fetch_report(client, url, admin_api::parse_usage_page).await?;
+        let pages = fetch_report(client, url, admin_api::parse_usage_page).await.map_err(PollError::from)?;
         let (by_key, skipped) = admin_api::usage_by_key(&pages);
         let buckets: Vec<UsageBucket> = by_key
             .into_iter()
@@ -310,7 +326,7 @@ impl CostPoller {
         let cost_from = self.cost_cursor.unwrap_or_else(|| floor_day(at - backfill));
         let cost_to = floor_day(at) + TimeDelta::days(1);
         let url = |page: Option<&str>| base.cost_report(cost_from, cost_to, page);
-        let pages = fetch_report(&client, url, admin_api::parse_cost_page).await?;
+        let pages = fetch_report(&client, url, admin_api::parse_cost_page).await.map_err(PollError::from)?;
         let costs: Vec<WorkspaceCost> = admin_api::cost_by_workspace(&pages)
             .into_iter()
             .map(|((workspace_id, day_start), amount)| WorkspaceCost { workspace_id, day_start, amount })
@@ -327,44 +343,32 @@ impl CostPoller {
     /// without the beta answers 400/403/404: noted on the status page, never a poll error.
     async fn poll_analytics(&mut self, base: &AdminApiBase, from: Timestamp, to: Timestamp, at: Timestamp) -> Result<(), PollError> {
         let client = AdminClient { beta: Some(admin_api::ANALYTICS_BETA), ..self.client()? };
-        let mut pages = vec![];
-        let mut page_token: Option<String> = None;
-        loop {
-            let body = match client.get(base.analytics_cost(from, to, at, page_token.as_deref())).await {
-                Ok(body) => body,
-                Err(CallError { http_status: Some(status @ (400 | 403 | 404)), .. }) => {
-                    self.status.analytics_available = Some(false);
-                    self.status.analytics_note = Some(format!(
-                        "the analytics endpoint answered {status}: this organization does not have it; usage estimates and workspace costs are used"
-                    ));
-                    return Ok(());
-                }
-                Err(e) => return Err(poll_error(e.message, e.needs_operator)),
-            };
-            let page = match admin_api::parse_analytics_cost_page(&body) {
-                Ok(page) => page,
-                // A beta whose fields are unconfirmed: an answer we cannot read is noted, not an error.
-                Err(e) => {
-                    self.status.analytics_available = Some(false);
-                    self.status.analytics_note = Some(format!("the analytics answer could not be read: {e}"));
-                    return Ok(());
-                }
-            };
-            page_token = admin_api::next_report_page(&page).map_err(|e| poll_error(e.to_string(), false))?;
-            pages.push(page);
-            if page_token.is_none() {
-                break;
+        let url = |page: Option<&str>| Ok(base.analytics_cost(from, to, at, page));
+        let unavailable = match fetch_report(&client, url, admin_api::parse_analytics_cost_page).await {
+            Ok(pages) => {
+                self.push_analytics(&pages).await?;
+                None
             }
-        }
-        let costs: Vec<KeyDailyCost> = admin_api::analytics_cost_by_key(&pages)
+            Err(ReportError::Call(CallError { http_status: Some(status @ (400 | 403 | 404)), .. })) => Some(format!(
+                "the analytics endpoint answered {status}: this organization does not have it; usage estimates and workspace costs are used"
+            )),
+            // A beta whose fields are unconfirmed: an answer we cannot read is noted, not an error.
+            Err(ReportError::Unreadable(e)) => Some(format!("the analytics answer could not be read: {e}")),
+            Err(e) => return Err(e.into()),
+        };
+        self.status.analytics_available = Some(unavailable.is_none());
+        self.status.analytics_note = unavailable;
+        Ok(())
+    }
+
+    async fn push_analytics(&mut self, pages: &[ReportPage<admin_api::AnalyticsCostRow>]) -> Result<(), PollError> {
+        let costs: Vec<KeyDailyCost> = admin_api::analytics_cost_by_key(pages)
             .into_iter()
             .map(|((api_key_id, day_start), amount)| KeyDailyCost { api_key_id, day_start, amount })
             .collect();
         if !costs.is_empty() {
             tell_issuer::<u64>(serde_json::json!({"PushKeyCosts": costs})).await.map_err(|e| poll_error(e, false))?;
         }
-        self.status.analytics_available = Some(true);
-        self.status.analytics_note = None;
         Ok(())
     }
 
