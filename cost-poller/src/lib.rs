@@ -7,8 +7,11 @@
 mod admin_client;
 mod log;
 
+use std::sync::OnceLock;
+
 use chrono::{DurationRound, TimeDelta};
 use hyperware_process_lib::hyperapp::{self, SaveOptions};
+use hyperware_process_lib::vfs::file_async::FileAsync;
 use hyperware_process_lib::{our, Address, Request};
 use serde::{Deserialize, Serialize};
 use shared_types::admin_api::{
@@ -65,21 +68,47 @@ fn now() -> Timestamp {
     chrono::Utc::now()
 }
 
-fn issuer_address() -> Address {
+/// The key-issuer's process name. A build may give the issuer another name (README, "Deploying as
+/// a drop-in"), and the wasm is the same in every build: the name is read from this package's
+/// manifest at start ([`learn_issuer_name`]), or else taken from the first message the issuer sends.
+static ISSUER_NAME: OnceLock<String> = OnceLock::new();
+
+fn issuer_address() -> Option<Address> {
     let us = our();
-    Address::new(us.node(), (messages::KEY_ISSUER, us.package(), us.publisher()))
+    ISSUER_NAME.get().map(|name| Address::new(us.node(), (name.as_str(), us.package(), us.publisher())))
 }
 
 fn from_our_issuer(source: &Address) -> bool {
     let us = our();
-    messages::is_sibling(source.node(), &source.process.to_string(), us.node(), &us.process.to_string(), messages::KEY_ISSUER)
+    if !messages::is_other_process_of_our_package(source.node(), &source.process.to_string(), us.node(), &us.process.to_string()) {
+        return false;
+    }
+    ISSUER_NAME.get_or_init(|| source.process().to_string()) == source.process()
+}
+
+/// Reads the key-issuer's name from `/<package>/pkg/manifest.json`. The node lets a process read
+/// its own package's drive without a drive capability; messaging the VFS at all takes the
+/// `vfs:distro:sys` capability the manifest requests.
+async fn learn_issuer_name() {
+    let path = format!("/{}/pkg/manifest.json", our().package_id());
+    let manifest = match FileAsync::new(path, 5).read_to_string().await {
+        Ok(text) => text,
+        Err(e) => return log::warn(&format!("could not read the package manifest ({e}); the key-issuer is known once it sends a message")),
+    };
+    match messages::issuer_name_in_manifest(manifest.as_bytes(), our().process()) {
+        Ok(name) => {
+            let _ = ISSUER_NAME.set(name);
+        }
+        Err(e) => log::warn(&format!("{e}; the key-issuer is known once it sends a message")),
+    }
 }
 
 const NOT_FROM_ISSUER: &str = "refused: only this package's key-issuer may send this message";
 
 /// Sends `body` to the key-issuer and waits for its `Result`.
 async fn tell_issuer<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, String> {
-    let request = Request::to(issuer_address())
+    let issuer = issuer_address().ok_or_else(|| "the key-issuer's process name is not known yet".to_string())?;
+    let request = Request::to(issuer)
         .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
         .expects_response(60);
     match hyperapp::send::<Result<T, String>>(request).await {
@@ -202,6 +231,14 @@ impl CostPoller {
     async fn list_all_keys_interactively(&mut self) -> Result<Vec<ApiKeyObject>, String> {
         self.take_admin_api_interactively().await?;
         let keys = self.list_keys_with(true).await;
+        self.release_admin_api();
+        keys.map_err(|e| e.message)
+    }
+
+    /// The org's keys for background work: waits for the Admin API, retries as a poll does.
+    async fn list_all_keys_patiently(&mut self) -> Result<Vec<ApiKeyObject>, String> {
+        self.take_admin_api().await;
+        let keys = self.list_all_keys().await;
         self.release_admin_api();
         keys.map_err(|e| e.message)
     }
@@ -518,6 +555,7 @@ impl CostPoller {
     async fn start(&mut self) {
         log::init_logging();
         self.polling = false;
+        learn_issuer_name().await;
         log::info("ready");
         self.tick().await;
         loop {
@@ -593,7 +631,8 @@ impl CostPoller {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        Ok(match self.list_all_keys_interactively().await {
+        // Runs in the background of the dashboard (it follows the check): waits its turn and retries.
+        Ok(match self.list_all_keys_patiently().await {
             Ok(keys) => ConnectionTest {
                 ok: true,
                 message: format!("connected: the admin key can see {} API keys", keys.len()),
@@ -615,12 +654,19 @@ impl CostPoller {
 
     /// Every key of the organization (all pages), for matching a key the operator adds or
     /// matches by hand. Key objects carry hints only, never a secret.
+    ///
+    /// `patient` (background work): waits for a running poll and retries as a poll does;
+    /// otherwise bounded for a dashboard call.
     #[local]
-    async fn list_org_keys(&mut self) -> Result<Vec<ApiKeyObject>, String> {
+    async fn list_org_keys(&mut self, patient: bool) -> Result<Vec<ApiKeyObject>, String> {
         if !from_our_issuer(&hyperapp::source()) {
             return Err(NOT_FROM_ISSUER.to_string());
         }
-        self.list_all_keys_interactively().await
+        if patient {
+            self.list_all_keys_patiently().await
+        } else {
+            self.list_all_keys_interactively().await
+        }
     }
 
     /// Creates a workspace for one key (workspace-per-key mode).

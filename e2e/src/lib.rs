@@ -83,9 +83,26 @@ fn field(line: &str, name: &str) -> String {
     line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name}= in {line}")).to_string()
 }
 
+/// The package devnode runs: the zip, the key-issuer's process id in it, and the node name.
+#[derive(Clone, Debug)]
+pub struct Package {
+    pub zip: PathBuf,
+    pub issuer: String,
+    /// `--node` for devnode; its default (`operator.os`) when None.
+    pub node: Option<String>,
+}
+
+impl Package {
+    /// What `cargo xtask build` writes: `target/pkg/anthropic-api-key-manager:keymanager.os.zip`.
+    pub fn default_build() -> Package {
+        Package { zip: target().join("pkg/anthropic-api-key-manager:keymanager.os.zip"), issuer: ISSUER.to_string(), node: None }
+    }
+}
+
 pub struct Env {
     devnode: Option<Proc>,
     fake: Option<Proc>,
+    package: Package,
     http_port: u16,
     control_port: u16,
     pub data_dir: PathBuf,
@@ -120,11 +137,25 @@ impl Env {
         Env::start_in(data_dir, scenario, peers)
     }
 
+    /// Like [`Env::start`], with another package than the default build (e.g. the package built
+    /// under another identity: `cargo xtask build --publisher ... --issuer-process ...`).
+    pub fn start_package(name: &str, package: Package, scenario: &str, peers: &[String]) -> Env {
+        let data_dir = target().join("e2e").join(name);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        Env::start_package_in(data_dir, package, scenario, peers)
+    }
+
     /// devnode on `data_dir` as it is, and fake-admin-api with `scenario`.
     fn start_in(data_dir: PathBuf, scenario: &str, peers: &[String]) -> Env {
+        Env::start_package_in(data_dir, Package::default_build(), scenario, peers)
+    }
+
+    fn start_package_in(data_dir: PathBuf, package: Package, scenario: &str, peers: &[String]) -> Env {
         let mut env = Env {
             devnode: None,
             fake: None,
+            package,
             // 0: devnode picks free ports (no race between tests); a restart reuses them.
             http_port: 0,
             control_port: 0,
@@ -147,14 +178,17 @@ impl Env {
 
     fn start_devnode(&mut self) {
         let mut cmd = Command::new(target().join("tools/devnode"));
-        let zip = target().join("pkg/anthropic-api-key-manager:keymanager.os.zip");
+        let zip = &self.package.zip;
         let (http_port, control_port) = (self.http_port.to_string(), self.control_port.to_string());
         cmd.args(["--package", zip.to_str().unwrap(), "--data-dir", self.data_dir.to_str().unwrap(), "--http-port", &http_port, "--control-port", &control_port, "--password", PASSWORD, "--quiet"]);
+        if let Some(node) = &self.package.node {
+            cmd.args(["--node", node]);
+        }
         for p in &self.peers {
             cmd.args(["--peer", p]);
         }
         let (proc_, line) = Proc::start(cmd, "devnode ready");
-        self.http = format!("{}/{ISSUER}", field(&line, "http"));
+        self.http = format!("{}/{}", field(&line, "http"), self.package.issuer);
         self.control = field(&line, "control");
         self.http_port = port_of(&field(&line, "http"));
         self.control_port = port_of(&self.control);
@@ -165,7 +199,7 @@ impl Env {
     /// Waits until the issuer answers (it restores its maps at start).
     fn wait_ready(&self) {
         for _ in 0..200 {
-            let answer = post(&format!("{}/devnode/local", self.control), &json!({"from": "probe:probe:sys", "to": ISSUER, "body": {"PoolSummary": null}, "timeout_secs": 2}));
+            let answer = post(&format!("{}/devnode/local", self.control), &json!({"from": "probe:probe:sys", "to": self.package.issuer, "body": {"PoolSummary": null}, "timeout_secs": 2}));
             if answer.get("response").is_some() {
                 return;
             }
@@ -234,7 +268,7 @@ impl Env {
 
     /// A p2p request from a simulated node.
     pub fn p2p(&self, from: &str, body: Value) -> Value {
-        post(&format!("{}/devnode/p2p", self.control), &json!({"from": from, "to": ISSUER, "body": body}))
+        post(&format!("{}/devnode/p2p", self.control), &json!({"from": from, "to": self.package.issuer, "body": body}))
     }
 
     pub fn local(&self, from: &str, to: &str, body: Value) -> Value {
@@ -282,8 +316,13 @@ impl Env {
     }
 
     /// Polls until `check` holds (the poller works asynchronously).
-    pub fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
-        for _ in 0..300 {
+    pub fn eventually(&self, what: &str, check: impl FnMut() -> bool) {
+        self.eventually_within(30, what, check)
+    }
+
+    /// Polls until `check` holds, for at most `secs` seconds.
+    pub fn eventually_within(&self, secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..secs * 10 {
             if check() {
                 return;
             }
@@ -368,5 +407,38 @@ impl Env {
             std::thread::sleep(Duration::from_millis(100));
         }
         false
+    }
+}
+
+impl Env {
+    /// `AddKey`, then waits until the key's background look-up in the organization's keys is
+    /// over. Answers `{"Ok": <the key as ListKeys shows it then>}`, or the refusal as it came.
+    pub fn add_key(&self, body: Value) -> Value {
+        let answer = self.api(serde_json::json!({"AddKey": body}));
+        let Some(id) = answer["Ok"]["id"].as_u64() else {
+            return answer;
+        };
+        let settled = || {
+            let keys = self.api(serde_json::json!({"ListKeys": null}));
+            keys.as_array().and_then(|keys| keys.iter().find(|k| k["id"] == id).cloned()).filter(|k| k["matching"] == false)
+        };
+        self.eventually(&format!("key {id} looked up in the organization"), || settled().is_some());
+        serde_json::json!({"Ok": settled().expect("settled above")})
+    }
+
+    /// Starts a check (`{"TestKey": id}`, `{"TestConnection": null}`) and follows it with
+    /// `GetCheck` until it has an outcome, which it answers (`{"Key": ...}`, `{"Connection":
+    /// ...}` or `{"Failed": "..."}`); a refused start is answered as it came.
+    pub fn run_check(&self, start: Value) -> Value {
+        let answer = self.api(start);
+        let Some(id) = answer["Ok"]["id"].as_u64() else {
+            return answer;
+        };
+        let mut outcome = Value::Null;
+        self.eventually(&format!("check {id} finished"), || {
+            outcome = self.api(serde_json::json!({"GetCheck": id}))["Ok"]["outcome"].clone();
+            !outcome.is_null()
+        });
+        outcome
     }
 }

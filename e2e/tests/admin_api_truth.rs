@@ -12,7 +12,7 @@ fn add_key(env: &Env, n: u32, extra: Value) -> Value {
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
-    env.api(json!({"AddKey": body}))
+    env.add_key(body)
 }
 
 fn added(env: &Env, n: u32, extra: Value) -> Value {
@@ -126,11 +126,11 @@ fn the_organization_is_the_truth_about_a_key() {
     let env = Env::start("org-truth", "truth.json", &nodes);
     env.configure_admin_api();
 
-    // A key the organization has deactivated is refused, plainly, and nothing is added.
-    let r = add_key(&env, 2, json!({}));
-    let why = r["Err"].as_str().unwrap_or_default();
-    assert!(why.contains("apikey_TEST02") && why.contains("inactive") && why.contains("cannot be issued"), "{r}");
-    assert_eq!(env.api(json!({"ListKeys": null})).as_array().unwrap().len(), 0);
+    // A key the organization has deactivated is retired by its first look-up, reason
+    // `organization`, and never issued.
+    let r = added(&env, 2, json!({}));
+    assert_eq!((r["status"].as_str(), r["retired_reason"].as_str(), r["api_key_id"].as_str()), (Some("retired"), Some("organization"), Some("apikey_TEST02")), "{r}");
+    assert_eq!(r["admin_api_retirement"], "confirmed: inactive", "{r}");
 
     let k1 = added(&env, 1, json!({}))["id"].as_u64().unwrap();
     let k3 = added(&env, 3, json!({}))["id"].as_u64().unwrap();

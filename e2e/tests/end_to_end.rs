@@ -17,7 +17,7 @@ fn add_key(env: &Env, n: u32, extra: Value) -> Value {
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
-    let r = env.api(json!({"AddKey": body}));
+    let r = env.add_key(body);
     assert!(r.get("Ok").is_some(), "add key {n}: {r}");
     r["Ok"].clone()
 }

@@ -1,4 +1,4 @@
-//! `fake-admin-api --scenario <file.json> [--port <p>] [--clock-url <devnode control url>]`
+//! `fake-admin-api --scenario <file.json> [--port <p>] [--clock-url <devnode control url>] [--quiet]`
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -10,7 +10,7 @@ use fake_admin_api::{handle_api, handle_control, Scenario, Shared, State};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 
-async fn serve(state: Shared, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn serve(state: Shared, quiet: bool, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query: Vec<(String, String)> = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
@@ -32,7 +32,9 @@ async fn serve(state: Shared, req: Request<hyper::body::Incoming>) -> Response<F
     .await
     .expect("handler");
     // One line per request: method, path (no query) and status; never the headers (they carry the admin key).
-    println!("{method} {path} -> {}", answer.status);
+    if !quiet {
+        println!("{method} {path} -> {}", answer.status);
+    }
     if let Some(delay) = answer.delay {
         tokio::time::sleep(delay).await;
     }
@@ -47,7 +49,13 @@ async fn serve(state: Shared, req: Request<hyper::body::Incoming>) -> Response<F
 async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut scenario_path, mut port, mut clock_url) = (None, 0u16, None);
+    // --quiet: no line per request (`cargo xtask run` passes it: the lines would flood a terminal).
+    let mut quiet = false;
     while let Some(flag) = args.next() {
+        if flag == "--quiet" {
+            quiet = true;
+            continue;
+        }
         match (flag.as_str(), args.next()) {
             ("--scenario", Some(v)) => scenario_path = Some(v),
             ("--port", Some(v)) => match v.parse() {
@@ -91,7 +99,7 @@ async fn main() -> ExitCode {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(serve(state, req).await) }
+                async move { Ok::<_, Infallible>(serve(state, quiet, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
         });

@@ -20,11 +20,12 @@ use shared_types::http_api::{
     NodesQuery, PreparedWorkspace, Settings, SettingsView, StatusView,
 };
 use shared_types::admin_api::{self, ApiKeyObject, Workspace};
+use shared_types::checks::{Check, CheckId, CheckKind, CheckOutcome, Checks};
 use shared_types::messages::{
-    self, AdminKeyInfo, BackfillOrder, ConnectionTest, KeyCheck, KeyDailyCost, PollerStatus, PollerWork, RetireOrder,
+    self, AdminKeyInfo, BackfillOrder, ConnectionTest, KeyDailyCost, PollerStatus, PollerWork, RetireOrder,
     RetirementOutcome, RetirementResult, UsagePush, WorkspaceCost,
 };
-use shared_types::pool::{Issuance, IssueError, KeyId, OrgSync, PoolError, Resolution, RetirementError};
+use shared_types::pool::{Issuance, IssueError, KeyId, OrgSync, Resolution, RetirementError};
 use shared_types::price::PriceMatch;
 use shared_types::ratelimit::{RateDecision, RateLimiter};
 use shared_types::wit_api::{self, rfc3339, IssuedKey, NodeKeyStatus, PoolSummary};
@@ -72,6 +73,17 @@ struct Runtime {
     /// Audit entries made before the database was open (at start), written once it opens.
     audit_backlog: Vec<AuditRow>,
     audit_pruned_at: Option<Timestamp>,
+    /// Checks the dashboard started and follows (`GetCheck`).
+    checks: Checks,
+}
+
+/// Slow work a dashboard call starts and answers before it ends (the node gives an HTTP request
+/// 15 s): the UI follows the key's `matching` flag or the check's outcome.
+enum Background {
+    /// The first look-up of a just-added key in the organization's keys.
+    FirstMatch(KeyId),
+    TestKey(CheckId, KeyId),
+    TestConnection(CheckId),
 }
 
 /// One audit entry to write: time, actor, action, detail, outcome.
@@ -86,6 +98,9 @@ const EXPIRY_CHECK_SECS: i64 = 60;
 /// How long a dashboard call waits for the cost-poller (the node's HTTP server gives a request
 /// 15 s; the poller answers such calls within about 9 s: 3 s for a running poll, 6 s per page).
 const INTERACTIVE_POLLER_SECS: u64 = 10;
+/// How long background work waits for the cost-poller: it waits its turn behind a running poll
+/// and retries the Admin API as a poll does.
+const BACKGROUND_POLLER_SECS: u64 = 600;
 
 fn now() -> Timestamp {
     chrono::Utc::now()
@@ -600,10 +615,83 @@ impl KeyIssuer {
             .collect()
     }
 
-    /// Asks the poller for the organization's keys (every page).
-    async fn org_keys(&mut self, timeout_secs: u64) -> Result<Vec<ApiKeyObject>, String> {
-        let answer = ask_poller::<Vec<ApiKeyObject>>(serde_json::json!({"ListOrgKeys": null}), timeout_secs).await;
+    /// Asks the poller for the organization's keys (every page): `patient` for background work
+    /// (waits for a running poll, retries), else bounded for a dashboard call.
+    async fn org_keys(&mut self, patient: bool) -> Result<Vec<ApiKeyObject>, String> {
+        let timeout_secs = if patient { BACKGROUND_POLLER_SECS } else { INTERACTIVE_POLLER_SECS };
+        let answer = ask_poller::<Vec<ApiKeyObject>>(serde_json::json!({"ListOrgKeys": patient}), timeout_secs).await;
         self.note_poller(answer)
+    }
+
+    /// Starts `job` and returns at once; the job runs on the process's own executor.
+    fn start_in_background(&mut self, job: Background) {
+        let this: *mut KeyIssuer = self;
+        // Same aliasing discipline as the framework's own async handlers: one thread, one task at a time.
+        hyperapp::spawn(async move {
+            let issuer = unsafe { &mut *this };
+            match job {
+                Background::FirstMatch(key) => issuer.first_match(key).await,
+                Background::TestKey(check, key) => {
+                    let outcome = issuer.check_key(key).await;
+                    issuer.rt.checks.finish(check, outcome, now());
+                }
+                Background::TestConnection(check) => {
+                    let answer = ask_poller::<ConnectionTest>(serde_json::json!({"TestConnection": null}), BACKGROUND_POLLER_SECS).await;
+                    let outcome = match issuer.note_poller(answer) {
+                        Ok(test) => CheckOutcome::Connection(test),
+                        Err(e) => CheckOutcome::Failed(e),
+                    };
+                    issuer.rt.checks.finish(check, outcome, now());
+                }
+            }
+        });
+    }
+
+    /// Looks a just-added key up in the organization's keys: a key the organization stopped is
+    /// retired (reason `organization`) before it can be issued; when the keys cannot be read the
+    /// key is left unmatched and the next poll matches it.
+    async fn first_match(&mut self, key: KeyId) {
+        match self.org_keys(true).await {
+            Ok(keys) => {
+                let sync = self.pool.apply_org_keys(&keys, now());
+                self.note_org_sync(&sync, "key-issuer");
+                if !sync.matched.contains(&key) && !sync.retired.iter().any(|(k, _)| *k == key) {
+                    self.audit("key-issuer", "key matching", &format!("key {key}"), "not found in the organization's keys: left unmatched");
+                }
+            }
+            Err(e) => {
+                self.pool.end_first_match(key);
+                self.audit("key-issuer", "key matching", &format!("key {key}"), &format!("the organization's keys could not be read ({e}): the next poll matches it"));
+                self.save();
+            }
+        }
+        self.wake_poller_for_work();
+    }
+
+    /// What "test key" finds: the key's status in the organization, applied to the pool.
+    async fn check_key(&mut self, key: KeyId) -> CheckOutcome {
+        let Some(hint) = self.pool.key(key).map(|r| r.hint.clone()) else {
+            return CheckOutcome::Failed(format!("unknown key {key}"));
+        };
+        let keys = match self.org_keys(true).await {
+            Ok(keys) => keys,
+            Err(e) => return CheckOutcome::Failed(e),
+        };
+        let check = admin_api::check_key(&hint, &keys);
+        let sync = self.pool.apply_org_keys(&keys, now());
+        self.note_org_sync(&sync, "operator");
+        self.wake_poller_for_work();
+        self.audit("operator", "test key", &format!("key {key}"), &check.message);
+        CheckOutcome::Key(check)
+    }
+
+    /// Starts a check of `kind` (or answers the one already running) and answers at once.
+    fn start_check(&mut self, kind: CheckKind, job: impl FnOnce(CheckId) -> Background) -> Check {
+        let (id, started) = self.rt.checks.start(kind, now());
+        if started {
+            self.start_in_background(job(id));
+        }
+        self.rt.checks.get(id).cloned().expect("just started")
     }
 }
 
@@ -810,34 +898,18 @@ impl KeyIssuer {
         };
         let name = new_key.name.clone();
         let hint = new_key.secret.hint();
-        if let Err(e) = self.pool.check_new_key(&new_key, at) {
-            self.audit("operator", "add key", &format!("\"{name}\" ({hint})"), &format!("refused: {e}"));
-            return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST);
-        }
-        // Look the key up in the organization first: a key it has stopped is refused. When the
-        // Admin API cannot be asked now, the key is added unmatched and the next tick matches it.
-        let org_keys = self.org_keys(INTERACTIVE_POLLER_SECS).await.ok();
-        if let Some(keys) = &org_keys {
-            if let Resolution::Resolved { api_key_id, .. } = admin_api::resolve_hint(&hint, keys) {
-                let status = keys.iter().find(|k| k.id == api_key_id).map(|k| k.status.to_string()).unwrap_or_default();
-                if status != "active" {
-                    let e = PoolError::StoppedInOrganization { api_key_id, status };
-                    self.audit("operator", "add key", &format!("\"{name}\" ({hint})"), &format!("refused: {e}"));
-                    return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST);
-                }
-            }
-        }
         let key = match self.pool.add_key(new_key, at) {
             Ok(key) => key,
-            Err(e) => return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST),
+            Err(e) => {
+                self.audit("operator", "add key", &format!("\"{name}\" ({hint})"), &format!("refused: {e}"));
+                return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST);
+            }
         };
         self.audit("operator", "add key", &format!("key {key} \"{name}\" ({hint})"), "added");
-        if let Some(keys) = org_keys {
-            let sync = self.pool.apply_org_keys(&keys, now());
-            self.note_org_sync(&sync, "key-issuer");
-        }
         self.save();
-        self.wake_poller_for_work();
+        // Matching reads every page of the organization's keys, which can outlast the node's
+        // 15 s: the answer is the saved key, shown as "matching…" until that read is done.
+        self.start_in_background(Background::FirstMatch(key));
         Ok(self.key_view(key, now()).expect("the key was just added"))
     }
 
@@ -855,7 +927,7 @@ impl KeyIssuer {
         if self.pool.key(key).is_none() {
             return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
         }
-        let keys = match self.org_keys(INTERACTIVE_POLLER_SECS).await {
+        let keys = match self.org_keys(false).await {
             Ok(keys) => keys,
             Err(e) => return http_result(Err(format!("could not read the organization's keys: {e}")), StatusCode::BAD_GATEWAY),
         };
@@ -1151,14 +1223,23 @@ impl KeyIssuer {
         Ok(self.settings_view())
     }
 
+    /// Starts a test of the admin key against the Admin API; the UI follows it with `GetCheck`.
     #[http(path = "/api/test-connection")]
-    async fn test_connection(&mut self) -> Result<ConnectionTest, String> {
+    fn test_connection(&mut self) -> Result<Check, String> {
         if let Some(refused) = refuse_cross_site() {
             return refused;
         }
-        let answer = ask_poller::<ConnectionTest>(serde_json::json!({"TestConnection": null}), INTERACTIVE_POLLER_SECS).await;
-        let answer = self.note_poller(answer);
-        http_result(answer, StatusCode::BAD_GATEWAY)
+        Ok(self.start_check(CheckKind::Connection, Background::TestConnection))
+    }
+
+    /// `{"GetCheck": 7}`: a check started by TestKey or TestConnection; `outcome` is null while
+    /// it runs. An unknown id is a check from before a restart, or long forgotten.
+    #[http]
+    fn get_check(&self, id: CheckId) -> Result<Check, String> {
+        match self.rt.checks.get(id) {
+            Some(check) => Ok(check.clone()),
+            None => http_result(Err(format!("unknown check {id}: it was interrupted by a restart or is too old; start it again")), StatusCode::NOT_FOUND),
+        }
     }
 
     #[http(path = "/api/poll-now")]
@@ -1187,27 +1268,18 @@ impl KeyIssuer {
         http_api::overview(&self.pool, &self.rt.hourly, now())
     }
 
-    /// Checks with the Admin API (through the cost-poller) that the key exists in the organization
-    /// and is active. Never sends the secret anywhere: the poller matches the key's hint.
+    /// Starts a check with the Admin API (through the cost-poller) that the key exists in the
+    /// organization and is active; the UI follows it with `GetCheck`. Never sends the secret
+    /// anywhere: the poller lists keys, and the key is found by its hint.
     #[http]
-    async fn test_key(&mut self, key: KeyId) -> Result<KeyCheck, String> {
+    fn test_key(&mut self, key: KeyId) -> Result<Check, String> {
         if let Some(refused) = refuse_cross_site() {
             return refused;
         }
-        let Some(record) = self.pool.key(key) else {
+        if self.pool.key(key).is_none() {
             return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
-        };
-        let hint = record.hint.clone();
-        let keys = match self.org_keys(INTERACTIVE_POLLER_SECS).await {
-            Ok(keys) => keys,
-            Err(e) => return http_result(Err(e), StatusCode::BAD_GATEWAY),
-        };
-        let check = admin_api::check_key(&hint, &keys);
-        let sync = self.pool.apply_org_keys(&keys, now());
-        self.note_org_sync(&sync, "operator");
-        self.wake_poller_for_work();
-        self.audit("operator", "test key", &format!("key {key}"), &check.message);
-        Ok(check)
+        }
+        Ok(self.start_check(CheckKind::Key(key), |id| Background::TestKey(id, key)))
     }
 
     #[http(path = "/api/summary")]

@@ -431,6 +431,8 @@ pub struct KeyView {
     pub retirement_error: Option<String>,
     /// True when that failure needs the operator (401/403).
     pub retirement_needs_operator: bool,
+    /// Just added and being looked up in the organization's keys (not issued until that is done).
+    pub matching: bool,
 }
 
 /// Why an active key that is not eligible is not handed out.
@@ -443,6 +445,8 @@ fn not_issued_because(record: &KeyRecord, nodes: usize, eligible: bool, now: Tim
             format!("due for retirement ({reason})")
         } else if record.secret.is_none() {
             "its secret was removed".to_string()
+        } else if record.first_match_pending {
+            "being matched to its Admin API key".to_string()
         } else if record.org.as_ref().is_some_and(|o| o.status.is_none()) {
             "its Admin API id was not in the organization's key list at the last poll".to_string()
         } else if matches!(record.resolution, Resolution::Unresolved { .. }) {
@@ -495,6 +499,7 @@ impl KeyView {
             org_expires_at: record.org.as_ref().and_then(|o| o.expires_at).map(rfc3339),
             retirement_error: record.retirement.as_ref().and_then(|r| r.last_error.as_ref()).map(|e| e.message.clone()),
             retirement_needs_operator: record.retirement.as_ref().and_then(|r| r.last_error.as_ref()).is_some_and(|e| e.needs_operator),
+            matching: record.first_match_pending,
         }
     }
 }
@@ -771,6 +776,7 @@ mod tests {
         let key = pool
             .add_key(NewKey { secret, name: "k".into(), lifetime_secs: 90 * 86400, budget: MicroUsd::from_usd(10), node_cap: None }, at(-20 * 86400))
             .unwrap();
+        pool.end_first_match(key);
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         pool.issue_to("alice.os", at(-10 * 86400), &mut rng).unwrap();
         pool.issue_to("bob.os", at(-3600), &mut rng).unwrap();

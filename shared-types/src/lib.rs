@@ -4,6 +4,7 @@
 //! The two processes adapt platform messages to these types and back.
 
 pub mod admin_api;
+pub mod checks;
 pub mod cost;
 pub mod http_api;
 pub mod messages;

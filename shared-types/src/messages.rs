@@ -3,8 +3,11 @@
 //! Issuer → poller: `Configure`, `SetAdminKey`, `ClearAdminKey`, `TestConnection`, `PollNow`,
 //! `DoPendingWork`, `ListOrgKeys`, `CreateWorkspace`. Poller → issuer: `FetchWork`, `PushOrgKeys`,
 //! `PushUsage`, `PushWorkspaceCosts`, `PushKeyCosts`, `PushBackfillDone`, `PushRetirementResults`,
-//! `PushPollerStatus`. Each side accepts them only from its sibling process of the same package on
-//! the same node ([`is_sibling`]).
+//! `PushPollerStatus`. Each side accepts them only from the other process of the same package on
+//! the same node: the issuer from the process named [`COST_POLLER`] ([`is_sibling`]), the poller from
+//! the one other process ([`is_other_process_of_our_package`]), since a build may give the issuer
+//! another name (README, "Deploying as a drop-in"); the poller reads that name from its package's
+//! manifest ([`issuer_name_in_manifest`]).
 //! The admin key crosses only in `SetAdminKey`, issuer → poller, in the message blob (a node prints
 //! bodies, not blobs); API key secrets never cross: the poller sees hints only.
 
@@ -14,8 +17,8 @@ use crate::cost::ModelUsage;
 use crate::pool::{KeyId, Resolution};
 use crate::{MicroUsd, Timestamp};
 
-/// Process names inside the package.
-pub const KEY_ISSUER: &str = "key-issuer";
+/// The cost-poller's process name, the same in every build. The key-issuer's name is a build
+/// option, so no process assumes it.
 pub const COST_POLLER: &str = "cost-poller";
 
 /// Whether a message source is `sibling` of this package on this node.
@@ -38,6 +41,47 @@ pub fn is_sibling(
     match source_process.split_once(':') {
         Some((name, package)) => name == sibling && package == our_package,
         None => false,
+    }
+}
+
+/// `package:publisher` of a process id `process:package:publisher`.
+fn package_of(process_id: &str) -> Option<&str> {
+    process_id.split_once(':').map(|(_, package)| package).filter(|p| p.contains(':'))
+}
+
+/// Whether a message source is another process of this package on this node.
+///
+/// The package has two processes, so to the cost-poller this is the key-issuer, whatever name the
+/// build gave it. The node assigns the package id when it installs the package, so no process of
+/// another package carries it.
+pub fn is_other_process_of_our_package(source_node: &str, source_process: &str, our_node: &str, our_process: &str) -> bool {
+    source_node == our_node
+        && source_process != our_process
+        && package_of(source_process).is_some_and(|package| package_of(our_process) == Some(package))
+}
+
+/// Why the key-issuer's name could not be read from the package's `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest.json is not a list of processes: {0}")]
+    Unreadable(String),
+    #[error("manifest.json lists {0} processes besides the cost-poller; the package has exactly one, the key-issuer")]
+    NotOneIssuer(usize),
+}
+
+#[derive(Deserialize)]
+struct ManifestEntry {
+    process_name: String,
+}
+
+/// The key-issuer's process name: the one process in the package's manifest that is not the
+/// cost-poller (`poller`, its own process name).
+pub fn issuer_name_in_manifest(manifest: &[u8], poller: &str) -> Result<String, ManifestError> {
+    let entries: Vec<ManifestEntry> = serde_json::from_slice(manifest).map_err(|e| ManifestError::Unreadable(e.to_string()))?;
+    let mut others: Vec<String> = entries.into_iter().map(|e| e.process_name).filter(|name| name != poller).collect();
+    match others.len() {
+        1 => Ok(others.remove(0)),
+        n => Err(ManifestError::NotOneIssuer(n)),
     }
 }
 
@@ -243,5 +287,32 @@ mod tests {
         ));
         assert!(!is_sibling("operator.os", "evil:anthropic-api-key-manager:keymanager.os", "operator.os", OUR, COST_POLLER));
         assert!(!is_sibling("operator.os", "garbage", "operator.os", OUR, COST_POLLER));
+    }
+
+    #[test]
+    fn the_pollers_issuer_is_the_other_process_of_its_package_on_its_node() {
+        let poller = "cost-poller:anthropic-api-key-manager:ware.hypr";
+        let issuer = "anthropic-api-key-manager:anthropic-api-key-manager:ware.hypr";
+        let is_issuer = |node: &str, process: &str| is_other_process_of_our_package(node, process, "free-key-er.os", poller);
+        assert!(is_issuer("free-key-er.os", issuer));
+        assert!(is_issuer("free-key-er.os", "key-issuer:anthropic-api-key-manager:ware.hypr"));
+        assert!(!is_issuer("alice.os", issuer), "another node");
+        assert!(!is_issuer("free-key-er.os", poller), "itself");
+        assert!(!is_issuer("free-key-er.os", "anthropic-api-key-manager:anthropic-api-key-manager:keymanager.os"), "another publisher");
+        assert!(!is_issuer("free-key-er.os", "key-issuer:other-package:ware.hypr"), "another package");
+        assert!(!is_issuer("free-key-er.os", "garbage"));
+        assert!(!is_issuer("free-key-er.os", "x:ware.hypr"), "no package part");
+    }
+
+    #[test]
+    fn the_issuers_name_is_read_from_the_manifest() {
+        let manifest = br#"[{"process_name": "anthropic-api-key-manager", "public": true}, {"process_name": "cost-poller"}]"#;
+        assert_eq!(issuer_name_in_manifest(manifest, COST_POLLER).unwrap(), "anthropic-api-key-manager");
+        let default = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../pkg/manifest.json")).unwrap();
+        assert_eq!(issuer_name_in_manifest(&default, COST_POLLER).unwrap(), "key-issuer");
+        assert_eq!(issuer_name_in_manifest(br#"[{"process_name": "cost-poller"}]"#, COST_POLLER), Err(ManifestError::NotOneIssuer(0)));
+        let three = br#"[{"process_name": "a"}, {"process_name": "b"}, {"process_name": "cost-poller"}]"#;
+        assert_eq!(issuer_name_in_manifest(three, COST_POLLER), Err(ManifestError::NotOneIssuer(2)));
+        assert!(matches!(issuer_name_in_manifest(b"{}", COST_POLLER), Err(ManifestError::Unreadable(_))));
     }
 }

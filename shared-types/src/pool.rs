@@ -126,6 +126,10 @@ pub struct KeyRecord {
     /// Matched after it was added: its usage since `added_at` must be fetched by key id.
     #[serde(default)]
     pub usage_backfill_pending: bool,
+    /// Just added: withheld from issuance until the organization's key list has been read once
+    /// (a key the organization already stopped must never be handed out), shown as "matching…".
+    #[serde(default)]
+    pub first_match_pending: bool,
 }
 
 impl KeyRecord {
@@ -212,8 +216,6 @@ pub enum PoolError {
     IssuanceOfUnknownKey { node: NodeId, key: KeyId },
     #[error("node {0} appears twice in the stored issuances")]
     NodeIssuedTwice(NodeId),
-    #[error("the organization holds this key ({api_key_id}) as {status}: it cannot be issued")]
-    StoppedInOrganization { api_key_id: String, status: String },
     #[error("{0}")]
     ManualMatch(String),
 }
@@ -347,16 +349,18 @@ impl KeyPool {
                 removed: false,
                 org: None,
                 usage_backfill_pending: false,
+                first_match_pending: true,
             },
         );
         Ok(id)
     }
 
-    /// Refuses what [`KeyPool::add_key`] would refuse, without adding (checked before asking the
-    /// Admin API about the key).
-    pub fn check_new_key(&self, new: &NewKey, now: Timestamp) -> Result<(), PoolError> {
-        let mut trial = KeyPool { keys: self.keys.clone(), next_id: self.next_id, ..KeyPool::default() };
-        trial.add_key(new.clone(), now).map(|_| ())
+    /// The first read of the organization's keys after `key` was added failed: the key falls
+    /// back to the rule for unmatched keys, and the next poll matches it.
+    pub fn end_first_match(&mut self, key: KeyId) {
+        if let Some(record) = self.keys.get_mut(&key) {
+            record.first_match_pending = false;
+        }
     }
 
     /// Brings state saved by an older release up to date: retirements it called "not needed"
@@ -412,6 +416,7 @@ impl KeyPool {
 
     fn is_eligible(&self, record: &KeyRecord, now: Timestamp) -> bool {
         record.is_active()
+            && !record.first_match_pending
             && record.due_retirement(now).is_none()
             && record.secret.is_some()
             && (self.issue_unmatched || matches!(record.resolution, Resolution::Resolved { .. }))
@@ -595,6 +600,9 @@ impl KeyPool {
     /// forward to the organization's own.
     pub fn apply_org_keys(&mut self, org_keys: &[crate::admin_api::ApiKeyObject], now: Timestamp) -> OrgSync {
         let mut sync = OrgSync::default();
+        for record in self.keys.values_mut() {
+            record.first_match_pending = false;
+        }
         for key in self.keys_to_match() {
             let hint = self.keys[&key].hint.clone();
             // Two pool keys with one hint cannot be told apart by it: the operator matches by hand.
@@ -809,6 +817,35 @@ mod tests {
         pool
     }
 
+    /// Adds a key whose first look-up in the organization is over (it did not match).
+    fn add_issuable(pool: &mut KeyPool, new: NewKey, at: Timestamp) -> KeyId {
+        let key = pool.add_key(new, at).unwrap();
+        pool.end_first_match(key);
+        key
+    }
+
+    #[test]
+    fn a_new_key_is_withheld_until_its_first_look_up_in_the_organization() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut pool = pool_issuing_unmatched();
+        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        assert_eq!(pool.issue_to("alice.os", t(1), &mut rng), Err(IssueError::NoKeysAvailable));
+        // The organization already stopped it: it is retired by the first read, never issued.
+        let sync = pool.apply_org_keys(&[org_key("apikey_TEST01", 1, "inactive")], t(2));
+        assert_eq!(sync.retired, vec![(k1, "inactive".to_string())]);
+        assert_eq!(pool.issue_to("alice.os", t(3), &mut rng), Err(IssueError::NoKeysAvailable));
+        // A key the organization does not list (yet) is issued as unmatched once the read is over.
+        let k2 = pool.add_key(new_key(2), t(4)).unwrap();
+        assert!(pool.key(k2).unwrap().first_match_pending);
+        pool.apply_org_keys(&[], t(5));
+        assert!(!pool.key(k2).unwrap().first_match_pending);
+        assert_eq!(pool.issue_to("alice.os", t(6), &mut rng).map(|i| i.key), Ok(k2));
+        // When the read fails, the key falls back to the unmatched rule.
+        let k3 = pool.add_key(new_key(3), t(7)).unwrap();
+        pool.end_first_match(k3);
+        assert!(pool.eligible_keys(t(8)).contains(&k3));
+    }
+
     fn org_key(id: &str, n: u32, status: &str) -> crate::admin_api::ApiKeyObject {
         serde_json::from_value(serde_json::json!({"id": id, "status": status, "partial_key_hint": format!("sk-ant-api03-TES...{n:04}")})).unwrap()
     }
@@ -942,8 +979,8 @@ mod tests {
     fn one_key_per_node_and_same_key_again() {
         let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
-        pool.add_key(new_key(1), t(0)).unwrap();
-        pool.add_key(new_key(2), t(0)).unwrap();
+        add_issuable(&mut pool, new_key(1), t(0));
+        add_issuable(&mut pool, new_key(2), t(0));
         let first = pool.issue_to("alice.os", t(1), &mut rng).unwrap();
         assert!(first.first_time);
         let again = pool.issue_to("alice.os", t(2), &mut rng).unwrap();
@@ -964,10 +1001,10 @@ mod tests {
     fn retired_key_gives_an_error_and_never_a_second_key() {
         let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
-        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k1 = add_issuable(&mut pool, new_key(1), t(0));
         pool.issue_to("alice.os", t(1), &mut rng).unwrap();
         pool.retire(k1, RetireReason::Operator, t(2)).unwrap();
-        pool.add_key(new_key(2), t(3)).unwrap();
+        add_issuable(&mut pool, new_key(2), t(3));
         let err = pool.issue_to("alice.os", t(4), &mut rng).unwrap_err();
         assert_eq!(err.to_string(), "key retired: operator");
         assert!(pool.issue_to("bob.os", t(4), &mut rng).is_ok());
@@ -977,11 +1014,11 @@ mod tests {
     fn expiry_and_budget_stop_issuing_at_once() {
         let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
-        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k1 = add_issuable(&mut pool, new_key(1), t(0));
         pool.issue_to("alice.os", t(1), &mut rng).unwrap();
         assert_eq!(pool.issue_to("alice.os", t(3600), &mut rng), Err(IssueError::KeyRetired(RetireReason::Expired)));
         assert_eq!(pool.issue_to("bob.os", t(3600), &mut rng), Err(IssueError::NoKeysAvailable));
-        let k2 = pool.add_key(new_key(2), t(3600)).unwrap();
+        let k2 = add_issuable(&mut pool, new_key(2), t(3600));
         pool.set_spent(k2, MicroUsd::from_usd(5));
         assert_eq!(pool.issue_to("bob.os", t(3601), &mut rng), Err(IssueError::NoKeysAvailable));
         let swept = pool.sweep(t(3601));
@@ -993,7 +1030,7 @@ mod tests {
     fn node_cap_limits_nodes_per_key() {
         let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
-        pool.add_key(NewKey { node_cap: Some(2), ..new_key(1) }, t(0)).unwrap();
+        add_issuable(&mut pool, NewKey { node_cap: Some(2), ..new_key(1) }, t(0));
         assert!(pool.issue_to("a.os", t(1), &mut rng).is_ok());
         assert!(pool.issue_to("b.os", t(1), &mut rng).is_ok());
         assert_eq!(pool.issue_to("c.os", t(1), &mut rng), Err(IssueError::NoKeysAvailable));
@@ -1002,7 +1039,7 @@ mod tests {
     #[test]
     fn add_refuses_duplicates_and_bad_input() {
         let mut pool = pool_issuing_unmatched();
-        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k1 = add_issuable(&mut pool, new_key(1), t(0));
         assert_eq!(pool.add_key(new_key(1), t(0)), Err(PoolError::DuplicateKey(k1)));
         pool.remove(k1, t(1)).unwrap();
         assert_eq!(pool.add_key(new_key(1), t(2)), Err(PoolError::DuplicateKey(k1)));
@@ -1020,7 +1057,7 @@ mod tests {
     fn removal_keeps_a_tombstone() {
         let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
-        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k1 = add_issuable(&mut pool, new_key(1), t(0));
         pool.issue_to("alice.os", t(1), &mut rng).unwrap();
         pool.remove(k1, t(2)).unwrap();
         let record = pool.key(k1).unwrap();
@@ -1033,7 +1070,7 @@ mod tests {
     fn invalid_node_names_are_refused_without_recording() {
         let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
-        pool.add_key(new_key(1), t(0)).unwrap();
+        add_issuable(&mut pool, new_key(1), t(0));
         for bad in ["", "Alice.os", ".os", "a os", "a.os.", "x'; drop"] {
             assert!(matches!(pool.issue_to(bad, t(1), &mut rng), Err(IssueError::InvalidNode(_))), "{bad:?}");
         }
@@ -1043,7 +1080,7 @@ mod tests {
     #[test]
     fn resolution_indexes_and_remote_retirement() {
         let mut pool = pool_issuing_unmatched();
-        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k1 = add_issuable(&mut pool, new_key(1), t(0));
         pool.retire(k1, RetireReason::Operator, t(1)).unwrap();
         assert!(pool.pending_remote_retirements().is_empty());
         pool.set_resolution(k1, Resolution::Resolved { api_key_id: "apikey_TEST01".into(), workspace_id: None });
@@ -1057,7 +1094,7 @@ mod tests {
     fn issued_between_finds_time_ranges() {
         let mut pool = pool_issuing_unmatched();
         let mut rng = StdRng::seed_from_u64(1);
-        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k1 = add_issuable(&mut pool, new_key(1), t(0));
         for i in 0..10 {
             pool.issue_to(&format!("n{i}.os"), t(i * 10), &mut rng).unwrap();
         }
@@ -1073,7 +1110,7 @@ mod tests {
     #[test]
     fn restore_rejects_inconsistent_rows() {
         let mut pool = pool_issuing_unmatched();
-        let k1 = pool.add_key(new_key(1), t(0)).unwrap();
+        let k1 = add_issuable(&mut pool, new_key(1), t(0));
         let row = |node: &str, key| Issuance { node: node.into(), key, issued_at: t(1) };
         assert!(pool.restore_issuances([row("a.os", KeyId(9))]).is_err());
         assert!(pool.restore_issuances([row("a.os", k1), row("a.os", k1)]).is_err());

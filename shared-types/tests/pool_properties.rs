@@ -87,10 +87,14 @@ proptest! {
         for op in ops {
             match op {
                 Op::Add { secret: s, lifetime, budget, cap } => {
-                    let _ = pool.add_key(
+                    let added = pool.add_key(
                         NewKey { secret: secret(s), name: format!("key {s}"), lifetime_secs: lifetime, budget: MicroUsd::from_usd(budget), node_cap: cap },
                         t(now),
                     );
+                    // Its first look-up in the organization found nothing (the pool has no org).
+                    if let Ok(key) = added {
+                        pool.end_first_match(key);
+                    }
                 }
                 Op::Issue { node } => {
                     let node = format!("node{node}.os");
@@ -171,6 +175,7 @@ fn issuance_is_plausibly_uniform() {
             NewKey { secret: secret(n), name: format!("k{n}"), lifetime_secs: 86_400, budget: MicroUsd::from_usd(5), node_cap: None },
             t(0),
         )
+        .map(|key| pool.end_first_match(key))
         .unwrap();
     }
     let mut counts: HashMap<KeyId, u64> = HashMap::new();

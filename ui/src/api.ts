@@ -29,6 +29,8 @@ export interface KeyView {
   /** The last failure to set a retired key's Admin API status. */
   retirement_error: string | null;
   retirement_needs_operator: boolean;
+  /** Just added and being looked up in the organization's keys; not issued until that is done. */
+  matching: boolean;
 }
 
 export interface NodeView {
@@ -210,6 +212,33 @@ export interface CheckResult {
   message: string;
 }
 
+/** A check the issuer runs in the background (`TestKey`, `TestConnection`), read with `GetCheck`. */
+export interface Check {
+  id: number;
+  started_at: string;
+  finished_at: string | null;
+  outcome: { Key: CheckResult } | { Connection: CheckResult } | { Failed: string } | null;
+}
+
+/** How often a running check is read again, and for how long at most. */
+const CHECK_POLL_MS = 1000;
+const CHECK_GIVE_UP_MS = 10 * 60 * 1000;
+
+/** Starts a check and follows it until it has an outcome (the node gives one request 15 s; a
+ * check through the Admin API can take longer). */
+async function followCheck(start: () => Promise<Check>): Promise<CheckResult> {
+  let check = await start();
+  const deadline = Date.now() + CHECK_GIVE_UP_MS;
+  while (check.outcome === null) {
+    if (Date.now() > deadline) throw new ApiError('The check is still running: look at Status, or try again later.', 0);
+    await new Promise((resolve) => window.setTimeout(resolve, CHECK_POLL_MS));
+    check = await call<Check>('GetCheck', check.id);
+  }
+  const outcome = check.outcome;
+  if ('Failed' in outcome) throw new ApiError(outcome.Failed, 502);
+  return 'Key' in outcome ? outcome.Key : outcome.Connection;
+}
+
 /** The node answered with its login page: the session is gone. */
 export class LoggedOutError extends Error {
   constructor() {
@@ -285,7 +314,7 @@ export const api = {
   matchKey: (id: number, apiKeyId: string) => call<KeyView>('MatchKey', { key: id, api_key_id: apiKeyId }),
   prepareWorkspace: (name: string) => call<WorkspaceView>('PrepareWorkspace', { name }),
   listWorkspaces: () => call<WorkspaceView[]>('ListWorkspaces'),
-  testKey: (id: number) => call<CheckResult>('TestKey', id),
+  testKey: (id: number) => followCheck(() => call<Check>('TestKey', id)),
   keyDetail: (id: number) => call<KeyDetail>('KeyDetail', id),
   listNodes: (q: { search?: string | null; key?: number | null; offset?: number; limit?: number }) =>
     call<NodesPage>('ListNodes', { search: q.search || null, key: q.key ?? null, offset: q.offset ?? 0, limit: q.limit ?? 100 }),
@@ -296,7 +325,7 @@ export const api = {
   updateSettings: (changes: Record<string, unknown>) => call<Settings>('UpdateSettings', changes),
   setAdminKey: (adminKey: string) => call<Settings>('SetAdminKey', { admin_key: adminKey }),
   clearAdminKey: () => call<Settings>('ClearAdminKey'),
-  testConnection: () => call<CheckResult>('TestConnection'),
+  testConnection: () => followCheck(() => call<Check>('TestConnection')),
   status: () => call<Status>('Status'),
   pollNow: () => call<null>('PollNow'),
   audit: (beforeSeq: number | null) => call<AuditPage>('AuditLog', { before_seq: beforeSeq, limit: 100 }),

@@ -1,6 +1,7 @@
 //! `cargo xtask <build|test>`: the project's build tasks.
 
 mod component;
+mod identity;
 mod package;
 mod paths;
 mod run;
@@ -18,8 +19,12 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   run     build the package and run it in devnode: demo data and a scripted Admin API, or
           the real Admin API with --admin-key-file PATH (or ANTHROPIC_ADMIN_KEY)
-          flags: --port N (8080), --password PW, --data-dir DIR, --fresh
+          flags: --port N (8080), --password PW, --data-dir DIR, --fresh, --verbose (show the
+          scripted Admin API's requests); SIGINT, SIGTERM or SIGHUP stops devnode and it
   build   build the package: target/wit, wasm components, UI, target/pkg/<package>.zip
+          flags: --publisher NODE (keymanager.os), --issuer-process NAME (key-issuer) also
+          write the package under that identity to target/pkg-identities/NODE/NAME/
+          (README: Deploying as a drop-in); --relabel-only skips the build and relabels pkg/
   test    build the package, then run every test suite of the project
   bench   build the package, then print issuance, cost-series and dashboard figures
           (docs/benchmarks.md); `bench p2p` or `bench dashboard` runs one part";
@@ -27,7 +32,7 @@ commands:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("build") => package::build().map(|_| ()),
+        Some("build") => package::build_command(&args[1..]),
         Some("test") => test::run_all(),
         Some("run") => run::run(&args[1..]),
         Some("bench") => test::bench(&args[1..]),

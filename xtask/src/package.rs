@@ -7,7 +7,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::paths::{self, run};
-use crate::{component, ui, wit, Result};
+use crate::{component, identity, ui, wit, Result};
 
 const WASM_TARGET: &str = "wasm32-wasip1";
 const COMPONENT_BUDGET_BYTES: u64 = 1_500_000;
@@ -60,7 +60,7 @@ fn ensure_wasm_target() -> Result<()> {
 }
 
 /// Files of `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -91,6 +91,19 @@ pub fn zip_files(dir: &Path, files: &[PathBuf]) -> Result<Vec<u8>> {
         writer.write_all(&std::fs::read(dir.join(rel))?)?;
     }
     Ok(writer.finish()?.into_inner())
+}
+
+/// `cargo xtask build [--publisher NODE] [--issuer-process NAME] [--relabel-only]`: the package
+/// under its default identity, then under the given one if it differs (see `identity`).
+pub fn build_command(args: &[String]) -> Result<()> {
+    let options = identity::parse_build_flags(args)?;
+    if !options.relabel_only {
+        build()?;
+    }
+    if !options.identity.is_default() {
+        identity::build(&options.identity)?;
+    }
+    Ok(())
 }
 
 pub struct BuildReport {

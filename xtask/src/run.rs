@@ -1,10 +1,12 @@
 //! `cargo xtask run`: builds the package and runs it in devnode, with demo data against the
 //! scripted Admin API, or against the real Admin API when given an admin key.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -20,6 +22,8 @@ struct Options {
     http_port: u16,
     password: String,
     fresh: bool,
+    /// Show fake-admin-api's line per request (off: it would flood the operator's terminal).
+    verbose: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -29,6 +33,7 @@ fn parse(args: &[String]) -> Result<Options> {
         http_port: 8080,
         password: "demo-password".to_string(),
         fresh: false,
+        verbose: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -39,7 +44,8 @@ fn parse(args: &[String]) -> Result<Options> {
             "--port" => o.http_port = value()?.parse().map_err(|_| "--port needs a port number")?,
             "--password" => o.password = value()?,
             "--fresh" => o.fresh = true,
-            other => return Err(format!("unknown flag {other} (flags: --admin-key-file PATH, --data-dir DIR, --port N, --password PW, --fresh)").into()),
+            "--verbose" => o.verbose = true,
+            other => return Err(format!("unknown flag {other} (flags: --admin-key-file PATH, --data-dir DIR, --port N, --password PW, --fresh, --verbose)").into()),
         }
     }
     Ok(o)
@@ -92,6 +98,87 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The signals that stop `run`: Ctrl-C, `kill`, and a closed terminal.
+const STOP_SIGNALS: [i32; 3] = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP];
+
+/// A flag set when xtask gets one of [`STOP_SIGNALS`]; a second such signal exits at once.
+fn stop_requested_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in STOP_SIGNALS {
+        // Registered before the flag's own handler, so it sees whether an earlier signal set it.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone())?;
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
+    Ok(flag)
+}
+
+/// The children `run` started. Dropping it stops them, however `run` ends: an error while
+/// seeding, devnode exiting, or a signal.
+#[derive(Default)]
+struct Children {
+    devnode: Option<Child>,
+    /// devnode's control API, to ask it to shut down cleanly.
+    control: Option<String>,
+    others: Vec<Child>,
+}
+
+/// How long devnode gets to shut down before it is killed.
+const DEVNODE_GRACE: Duration = Duration::from_secs(5);
+
+impl Children {
+    fn stop(&mut self) {
+        if let Some(mut devnode) = self.devnode.take() {
+            if let Some(control) = &self.control {
+                let _ = ureq::post(&format!("{control}/devnode/shutdown")).timeout(Duration::from_secs(2)).send_string("{}");
+            }
+            wait_or_kill(&mut devnode, DEVNODE_GRACE);
+        }
+        for mut child in self.others.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_or_kill(child: &mut Child, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+enum Ending {
+    DevnodeExited(ExitStatus),
+    StopRequested,
+}
+
+/// Waits until devnode exits or a stop is requested.
+fn supervise(children: &mut Children, stop: &AtomicBool) -> Result<Ending> {
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(Ending::StopRequested);
+        }
+        if let Some(devnode) = children.devnode.as_mut() {
+            if let Some(status) = devnode.try_wait()? {
+                children.devnode = None;
+                return Ok(Ending::DevnodeExited(status));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     let admin_key = match (&options.admin_key_file, std::env::var("ANTHROPIC_ADMIN_KEY").ok()) {
@@ -120,10 +207,14 @@ pub fn run(args: &[String]) -> Result<()> {
             devnode.args(["--peer", &format!("demo-node-{i}.os")]);
         }
     }
-    let (mut devnode, line) = start(devnode, "devnode ready")?;
+    // From here on a signal stops the children instead of leaving them running.
+    let stop = stop_requested_flag()?;
+    let mut children = Children::default();
+    let (devnode, line) = start(devnode, "devnode ready")?;
+    children.devnode = Some(devnode);
     let http = field(&line, "http")?;
     let control = field(&line, "control")?;
-    let mut children = vec![];
+    children.control = Some(control.clone());
 
     let login = ureq::post(&format!("{http}/login")).send_string(&json!({"password": options.password}).to_string())?;
     let cookie = login.header("set-cookie").and_then(|c| c.split(';').next()).ok_or("devnode refused the login")?.to_string();
@@ -140,8 +231,11 @@ pub fn run(args: &[String]) -> Result<()> {
         let scenario = paths::root().join("fake-admin-api/scenarios/demo.json");
         let mut fake = Command::new(paths::target().join("tools/fake-admin-api"));
         fake.args(["--scenario", &scenario.to_string_lossy(), "--port", "0", "--clock-url", &control]);
+        if !options.verbose {
+            fake.arg("--quiet");
+        }
         let (fake, line) = start(fake, "fake-admin-api ready")?;
-        children.push(fake);
+        children.others.push(fake);
         let fake_url = field(&line, "url")?;
         call(json!({"UpdateSettings": {"admin_api_base_url": fake_url}}))?;
         call(json!({"SetAdminKey": {"admin_key": DEMO_ADMIN_KEY}}))?;
@@ -155,15 +249,18 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("  devnode control API: {control}  (docs/devnode.md)");
     println!("  data dir:  {}  (kept between runs; --fresh starts over)", options.data_dir.display());
     println!("  Ctrl-C stops everything.");
-    let status = devnode.wait()?;
-    for mut child in children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("devnode exited with {status}").into())
+    let ending = supervise(&mut children, &stop)?;
+    children.stop();
+    match ending {
+        Ending::StopRequested => {
+            // Not println!: after SIGHUP the terminal may be gone, and println! panics then.
+            let _ = writeln!(std::io::stdout(), "xtask: stopped devnode and fake-admin-api");
+            Ok(())
+        }
+        Ending::DevnodeExited(status) if status.success() => Ok(()),
+        // Ctrl-C reaches devnode too (same process group): it stops cleanly, and so does xtask.
+        Ending::DevnodeExited(_) if stop.load(Ordering::SeqCst) => Ok(()),
+        Ending::DevnodeExited(status) => Err(format!("devnode exited with {status}").into()),
     }
 }
 
@@ -187,4 +284,68 @@ fn seed_demo(call: &dyn Fn(Value) -> Result<Value>, control: &str) -> Result<()>
     call(json!({"PollNow": null}))?;
     println!("xtask: demo data added: 4 keys, {DEMO_PEERS} nodes over two days of virtual time");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn fake_admin_api_requests_are_quiet_unless_verbose() {
+        assert!(!parse(&[]).unwrap().verbose);
+        assert!(parse(&args(&["--verbose"])).unwrap().verbose);
+        let o = parse(&args(&["--port", "9000", "--fresh", "--verbose"])).unwrap();
+        assert_eq!((o.http_port, o.fresh, o.verbose), (9000, true, true));
+        assert!(parse(&args(&["--loud"])).is_err());
+    }
+
+    fn sleeper() -> Child {
+        Command::new("sleep").arg("30").spawn().expect("sleep")
+    }
+
+    fn is_running(pid: u32) -> bool {
+        // A reaped child has no /proc entry; a zombie would still have one, with state Z.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+    }
+
+    #[test]
+    fn a_stop_request_stops_every_child() {
+        let mut children = Children { devnode: Some(sleeper()), control: None, others: vec![sleeper()] };
+        let pids = [children.devnode.as_ref().unwrap().id(), children.others[0].id()];
+        assert!(pids.iter().all(|&pid| is_running(pid)));
+        let stop = AtomicBool::new(true);
+        assert!(matches!(supervise(&mut children, &stop).unwrap(), Ending::StopRequested));
+        drop(children);
+        assert!(pids.iter().all(|&pid| !is_running(pid)), "children left running");
+    }
+
+    #[test]
+    fn devnode_exiting_ends_the_run_and_stops_the_rest() {
+        let mut children = Children {
+            devnode: Some(Command::new("true").spawn().unwrap()),
+            control: None,
+            others: vec![sleeper()],
+        };
+        let fake = children.others[0].id();
+        let stop = AtomicBool::new(false);
+        assert!(matches!(supervise(&mut children, &stop).unwrap(), Ending::DevnodeExited(s) if s.success()));
+        children.stop();
+        assert!(!is_running(fake));
+    }
+
+    #[test]
+    fn sigterm_and_sighup_request_a_stop() {
+        // The handlers stay installed for the rest of this test binary; a first signal only sets
+        // the flag, which is all the other tests could meet.
+        let stop = stop_requested_flag().unwrap();
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+            stop.store(false, Ordering::SeqCst);
+            signal_hook::low_level::raise(signal).unwrap();
+            assert!(stop.load(Ordering::SeqCst), "signal {signal} did not set the flag");
+        }
+    }
 }

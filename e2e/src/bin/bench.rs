@@ -95,7 +95,7 @@ fn add_keys(env: &Env) {
     let r = env.api(json!({"UpdateSettings": {"issue_unmatched_keys": true}}));
     assert!(r.get("Ok").is_some(), "{r}");
     for n in 1..=KEYS {
-        let r = env.api(json!({"AddKey": {"secret": secret(n), "name": format!("bench {n}"), "lifetime_days": 3650, "budget_usd": "1000000", "node_cap": null}}));
+        let r = env.add_key(json!({"secret": secret(n), "name": format!("bench {n}"), "lifetime_days": 3650, "budget_usd": "1000000", "node_cap": null}));
         assert!(r.get("Ok").is_some(), "{r}");
     }
 }

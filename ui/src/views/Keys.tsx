@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from 'react';
+import { useEffect, useState, type FormEvent } from 'react';
 import { api, type CheckResult, type KeyView } from '../api';
 import { displayKey, formatRelative, maskKey, parseUsdInput, unixOf } from '../format';
 import { Confirm, Empty, ErrorNote, errorText, Hint, LoadState, SecretInput, SpendCell, StatusBadge, useLoad, useNodeNow } from '../ui';
@@ -143,6 +143,13 @@ function MatchByHand({ keyView, onMatched }: { keyView: KeyView; onMatched: (k: 
 
 export function KeysView() {
   const state = useLoad(api.listKeys, [], 60);
+  // A just-added key is matched in the background: read the table again until it is done.
+  const matching = state.data?.some((k) => k.matching) ?? false;
+  useEffect(() => {
+    if (!matching) return;
+    const timer = window.setTimeout(state.reload, 1500);
+    return () => window.clearTimeout(timer);
+  }, [matching, state.data, state.reload]);
   const [pending, setPending] = useState<Pending>(null);
   const [checks, setChecks] = useState<Record<number, CheckResult | { error: unknown } | 'busy'>>({});
   const [notice, setNotice] = useState<string | null>(null);
@@ -240,6 +247,10 @@ export function KeysView() {
                         <td>
                           {k.api_key_id ? (
                             <code>{k.api_key_id}</code>
+                          ) : k.matching ? (
+                            <span className="muted" data-testid="matching">
+                              matching…
+                            </span>
                           ) : (
                             <>
                               <span className="muted">
