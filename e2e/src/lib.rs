@@ -442,3 +442,18 @@ impl Env {
         outcome
     }
 }
+
+impl Env {
+    /// A dashboard API call with the login cookie and raw bytes as the body (JSON content type):
+    /// the status and the answer's text.
+    pub fn api_bytes(&self, body: &[u8]) -> (u16, String) {
+        let request = ureq::post(&format!("{}/api", self.http))
+            .set("cookie", &self.cookie)
+            .set("content-type", "application/json")
+            .timeout(Duration::from_secs(60));
+        match request.send_bytes(body) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(e) => panic!("POST /api: {e}"),
+        }
+    }
+}

@@ -150,6 +150,12 @@ fn write_audit(db: Db, rows: Vec<AuditRow>) {
     });
 }
 
+/// Reads a dashboard call's argument, or the 400 answer that refuses it (see `http_api::parse_arg`:
+/// the framework would repeat a body it cannot parse, secrets included).
+fn read_arg<T: serde::de::DeserializeOwned, R>(arg: serde_json::Value) -> Result<T, Result<R, String>> {
+    http_api::parse_arg(arg).map_err(|e| http_result(Err(e.to_string()), StatusCode::BAD_REQUEST))
+}
+
 /// Refuses (403, nothing changes) a dashboard call that may come from a page on another site:
 /// see `http_api::check_same_origin`.
 fn refuse_cross_site<T>() -> Option<Result<T, String>> {
@@ -875,9 +881,11 @@ impl KeyIssuer {
     }
 
     // ----- dashboard API: POST /api with a JSON body {"Handler": args} (authenticated binding) -----
+    // Every call takes its argument as JSON and reads it itself (`read_arg`): the framework
+    // answers a body it cannot parse by repeating it. Reads that take no argument ignore one.
 
     #[http(path = "/api/keys")]
-    fn list_keys(&self) -> Vec<KeyView> {
+    fn list_keys(&self, _ignored: serde_json::Value) -> Vec<KeyView> {
         let at = now();
         let eligible = self.pool.eligible_keys(at);
         self.pool
@@ -977,31 +985,43 @@ impl KeyIssuer {
     }
 
     #[http]
-    fn list_workspaces(&self) -> Vec<http_api::WorkspaceView> {
+    fn list_workspaces(&self, _ignored: serde_json::Value) -> Vec<http_api::WorkspaceView> {
         self.workspaces.iter().rev().map(|ws| http_api::WorkspaceView::of(ws, &self.pool)).collect()
     }
 
     #[http]
-    async fn retire_key(&mut self, key: KeyId) -> Result<KeyView, String> {
+    async fn retire_key(&mut self, arg: serde_json::Value) -> Result<KeyView, String> {
         if let Some(refused) = refuse_cross_site() {
             return refused;
         }
+        let key: KeyId = match read_arg(arg) {
+            Ok(key) => key,
+            Err(refused) => return refused,
+        };
         self.end_key(key, "retire key", "retired: operator", |pool, at| pool.retire(key, RetireReason::Operator, at))
     }
 
     #[http]
-    async fn remove_key(&mut self, key: KeyId) -> Result<KeyView, String> {
+    async fn remove_key(&mut self, arg: serde_json::Value) -> Result<KeyView, String> {
         if let Some(refused) = refuse_cross_site() {
             return refused;
         }
+        let key: KeyId = match read_arg(arg) {
+            Ok(key) => key,
+            Err(refused) => return refused,
+        };
         self.end_key(key, "remove key", "secret erased, key retired", |pool, at| pool.remove(key, at))
     }
 
     #[http]
-    async fn list_nodes(&mut self, query: NodesQuery) -> Result<NodesPage, String> {
+    async fn list_nodes(&mut self, arg: serde_json::Value) -> Result<NodesPage, String> {
         if let Some(refused) = refuse_cross_site() {
             return refused;
         }
+        let query: NodesQuery = match read_arg(arg) {
+            Ok(query) => query,
+            Err(refused) => return refused,
+        };
         let db = match self.db().await {
             Ok(db) => db,
             Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
@@ -1013,10 +1033,14 @@ impl KeyIssuer {
     }
 
     #[http]
-    async fn cost_series(&mut self, query: CostSeriesQuery) -> Result<CostSeries, String> {
+    async fn cost_series(&mut self, arg: serde_json::Value) -> Result<CostSeries, String> {
         if let Some(refused) = refuse_cross_site() {
             return refused;
         }
+        let query: CostSeriesQuery = match read_arg(arg) {
+            Ok(query) => query,
+            Err(refused) => return refused,
+        };
         if let Some(key) = query.key {
             if self.pool.key(key).is_none() {
                 return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
@@ -1058,10 +1082,14 @@ impl KeyIssuer {
 
     /// One key with its nodes, usage by model, burn rate, runway and drift.
     #[http]
-    async fn key_detail(&mut self, key: KeyId) -> Result<KeyDetail, String> {
+    async fn key_detail(&mut self, arg: serde_json::Value) -> Result<KeyDetail, String> {
         if let Some(refused) = refuse_cross_site() {
             return refused;
         }
+        let key: KeyId = match read_arg(arg) {
+            Ok(key) => key,
+            Err(refused) => return refused,
+        };
         let at = now();
         let Some(view) = self.key_view(key, at) else {
             return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
@@ -1137,7 +1165,7 @@ impl KeyIssuer {
     }
 
     #[http(path = "/api/settings")]
-    fn get_settings(&self) -> SettingsView {
+    fn get_settings(&self, _ignored: serde_json::Value) -> SettingsView {
         self.settings_view()
     }
 
@@ -1209,8 +1237,11 @@ impl KeyIssuer {
     }
 
     #[http(path = "/api/admin-key/clear")]
-    async fn clear_admin_key(&mut self) -> Result<SettingsView, String> {
+    async fn clear_admin_key(&mut self, arg: serde_json::Value) -> Result<SettingsView, String> {
         if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
+        if let Err(refused) = read_arg::<(), _>(arg) {
             return refused;
         }
         let answer = ask_poller::<()>(serde_json::json!({"ClearAdminKey": null}), 10).await;
@@ -1225,8 +1256,11 @@ impl KeyIssuer {
 
     /// Starts a test of the admin key against the Admin API; the UI follows it with `GetCheck`.
     #[http(path = "/api/test-connection")]
-    fn test_connection(&mut self) -> Result<Check, String> {
+    fn test_connection(&mut self, arg: serde_json::Value) -> Result<Check, String> {
         if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
+        if let Err(refused) = read_arg::<(), _>(arg) {
             return refused;
         }
         Ok(self.start_check(CheckKind::Connection, Background::TestConnection))
@@ -1235,7 +1269,11 @@ impl KeyIssuer {
     /// `{"GetCheck": 7}`: a check started by TestKey or TestConnection; `outcome` is null while
     /// it runs. An unknown id is a check from before a restart, or long forgotten.
     #[http]
-    fn get_check(&self, id: CheckId) -> Result<Check, String> {
+    fn get_check(&self, arg: serde_json::Value) -> Result<Check, String> {
+        let id: CheckId = match read_arg(arg) {
+            Ok(id) => id,
+            Err(refused) => return refused,
+        };
         match self.rt.checks.get(id) {
             Some(check) => Ok(check.clone()),
             None => http_result(Err(format!("unknown check {id}: it was interrupted by a restart or is too old; start it again")), StatusCode::NOT_FOUND),
@@ -1243,8 +1281,11 @@ impl KeyIssuer {
     }
 
     #[http(path = "/api/poll-now")]
-    async fn poll_now(&mut self) -> Result<(), String> {
+    async fn poll_now(&mut self, arg: serde_json::Value) -> Result<(), String> {
         if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
+        if let Err(refused) = read_arg::<(), _>(arg) {
             return refused;
         }
         self.audit("operator", "poll now", "", "requested");
@@ -1254,7 +1295,7 @@ impl KeyIssuer {
     }
 
     #[http(path = "/api/status")]
-    fn status(&self) -> StatusView {
+    fn status(&self, _ignored: serde_json::Value) -> StatusView {
         let at = now();
         let summary = wit_api::pool_summary(&self.pool, at);
         let mut view = StatusView::of(&self.pool, self.poller_status.clone(), self.rt.poller_reachable, &summary, at);
@@ -1264,7 +1305,7 @@ impl KeyIssuer {
 
     /// Figures beside the overview plot.
     #[http]
-    fn overview(&self) -> http_api::OverviewView {
+    fn overview(&self, _ignored: serde_json::Value) -> http_api::OverviewView {
         http_api::overview(&self.pool, &self.rt.hourly, now())
     }
 
@@ -1272,10 +1313,14 @@ impl KeyIssuer {
     /// organization and is active; the UI follows it with `GetCheck`. Never sends the secret
     /// anywhere: the poller lists keys, and the key is found by its hint.
     #[http]
-    fn test_key(&mut self, key: KeyId) -> Result<Check, String> {
+    fn test_key(&mut self, arg: serde_json::Value) -> Result<Check, String> {
         if let Some(refused) = refuse_cross_site() {
             return refused;
         }
+        let key: KeyId = match read_arg(arg) {
+            Ok(key) => key,
+            Err(refused) => return refused,
+        };
         if self.pool.key(key).is_none() {
             return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
         }
@@ -1283,15 +1328,19 @@ impl KeyIssuer {
     }
 
     #[http(path = "/api/summary")]
-    fn summary(&self) -> PoolSummary {
+    fn summary(&self, _ignored: serde_json::Value) -> PoolSummary {
         wit_api::pool_summary(&self.pool, now())
     }
 
     #[http]
-    async fn audit_log(&mut self, query: AuditQuery) -> Result<AuditPage, String> {
+    async fn audit_log(&mut self, arg: serde_json::Value) -> Result<AuditPage, String> {
         if let Some(refused) = refuse_cross_site() {
             return refused;
         }
+        let query: AuditQuery = match read_arg(arg) {
+            Ok(query) => query,
+            Err(refused) => return refused,
+        };
         let db = match self.db().await {
             Ok(db) => db,
             Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),

@@ -24,6 +24,13 @@ pub enum RequestError {
     UnknownField(String),
 }
 
+/// Reads a dashboard call's argument (`{"Call": <argument>}`). Every call takes its argument as
+/// JSON and reads it here rather than in the framework, which answers a body it cannot parse by
+/// repeating it, secrets included.
+pub fn parse_arg<T: serde::de::DeserializeOwned>(arg: serde_json::Value) -> Result<T, RequestError> {
+    serde_json::from_value(arg).map_err(|e| invalid("argument", e.to_string()))
+}
+
 /// Problems may quote the input (serde errors do): anything key-shaped is masked.
 fn invalid(field: &'static str, problem: impl Into<String>) -> RequestError {
     RequestError::Invalid { field, problem: crate::admin_api::redact(&problem.into()) }
@@ -733,6 +740,22 @@ pub fn page_limit(limit: Option<u64>) -> u64 {
 /// The time an HTTP answer reports as "now".
 pub fn now_view(now: Timestamp) -> String {
     rfc3339(now)
+}
+
+#[cfg(test)]
+mod parse_arg_tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_argument_is_refused_without_repeating_a_secret() {
+        let secret = "sk-ant-api03-TESTabcdefghijklmnopqrstuvwxyz0123456789";
+        let e = parse_arg::<KeyId>(serde_json::json!(secret)).unwrap_err().to_string();
+        assert!(e.starts_with("field `argument`: invalid type") && !e.contains("TESTabcdefghijkl"), "{e}");
+        assert_eq!(parse_arg::<KeyId>(serde_json::json!(3)).unwrap(), KeyId(3));
+        assert!(parse_arg::<()>(serde_json::json!(null)).is_ok());
+        assert!(parse_arg::<()>(serde_json::json!({secret: 1})).unwrap_err().to_string().find("TESTabcdefghijkl").is_none());
+        assert!(parse_arg::<AuditQuery>(serde_json::json!({"limit": -1})).is_err());
+    }
 }
 
 #[cfg(test)]
