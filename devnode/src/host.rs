@@ -168,9 +168,13 @@ impl ProcState {
                 }
                 let source = to_wit_addr(&env.source);
                 match &env.msg {
-                    Msg::Request { .. } => {
+                    Msg::Request { expects_response, .. } => {
                         let request = to_wit_request(&env.msg);
-                        self.prompting = Some(env);
+                        // As on a node, only a request someone waits for becomes the message
+                        // that `send-response` answers.
+                        if expects_response.is_some() || env.rsvp.is_some() {
+                            self.prompting = Some(env);
+                        }
                         Ok((source, wit::Message::Request(request)))
                     }
                     Msg::Response { inherit, body, metadata, capabilities } => {
@@ -210,16 +214,24 @@ impl ProcState {
         if target.node == "our" {
             target.node = self.kernel.node.clone();
         }
-        let (id, rsvp) = match (&self.prompting, request.inherit) {
-            (Some(p), true) => (p.id, Some(p.rsvp.clone().unwrap_or_else(|| p.source.clone()))),
-            _ => (self.kernel.next_id(), None),
+        // A node: `inherit` takes the prompting message's id and, without a blob of its own,
+        // the last blob received; the answer goes to us if we expect one, else (inheriting) to
+        // the prompting message's rsvp.
+        let id = match (&self.prompting, request.inherit) {
+            (Some(p), true) => p.id,
+            _ => self.kernel.next_id(),
+        };
+        let rsvp = match (request.expects_response, request.inherit, &self.prompting) {
+            (Some(_), _, _) => Some(self.our.clone()),
+            (None, true, Some(p)) => p.rsvp.clone(),
+            _ => None,
         };
         let blob = match blob {
             Some(b) => Some(from_wit_blob(b)),
-            None if request.inherit => self.current_blob.clone(),
+            None if request.inherit => self.last_blob.clone(),
             None => None,
         };
-        if request.expects_response.is_some() && rsvp.is_none() {
+        if request.expects_response.is_some() {
             self.pending.insert(id, (context, self.prompting.clone()));
         }
         let env = Envelope {
@@ -342,15 +354,13 @@ impl wit::Host for ProcState {
     }
 
     async fn send_response(&mut self, response: wit::Response, lazy_load_blob: Option<wit::LazyLoadBlob>) -> wasmtime::Result<()> {
-        let Some(prompting) = self.prompting.clone() else { return Ok(()) };
-        if !matches!(prompting.msg, Msg::Request { expects_response: Some(_), .. }) {
+        // A node needs a prompting message (a request that someone waits for) and nothing else.
+        let Some(prompting) = self.prompting.clone() else {
+            self.kernel.log("kernel", &format!("{}: send-response without a request to answer: dropped", self.our.process));
             return Ok(());
-        }
-        let blob = match lazy_load_blob {
-            Some(b) => Some(from_wit_blob(b)),
-            None if response.inherit => self.current_blob.clone(),
-            None => None,
         };
+        // `inherit` answers with the last blob received, even when a blob is given.
+        let blob = if response.inherit { self.last_blob.clone() } else { lazy_load_blob.map(from_wit_blob) };
         let env = Envelope {
             id: prompting.id,
             source: self.our.clone(),
@@ -380,7 +390,6 @@ impl wit::Host for ProcState {
         if from_wit_addr(&target).process == self.our.process && (target.node == self.our.node || target.node == "our") {
             return Err(wasmtime::Error::msg("send-and-await-response may not target the calling process"));
         }
-        let request = wit::Request { inherit: false, ..request };
         let id = self.send(&target, request, None, lazy_load_blob);
         loop {
             // Messages that are not our answer wait in `deferred` for the next `receive`.

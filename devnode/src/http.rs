@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::kernel::Kernel;
+use crate::services::Binding;
 use crate::types::{Addr, Blob};
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -72,18 +73,90 @@ const LOGIN_PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><ti
 const r=await fetch('/login',{method:'POST',headers:{'content-type':'application/json'},body:JSON.stringify({password:document.getElementById('p').value})});
 if(r.ok){location.reload()}else{document.getElementById('e').textContent='Wrong password'}}</script></body></html>"#;
 
-fn mime_of(path: &str) -> &'static str {
-    match path.rsplit('.').next().unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript",
-        "css" => "text/css",
-        "json" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "ico" => "image/x-icon",
-        "wasm" => "application/wasm",
-        _ => "application/octet-stream",
+/// A node's HTTP server answers 408 when a process has not answered within 15 s
+/// (hyperdrive's `HTTP_SELF_IMPOSED_TIMEOUT`); the client may change it with this header.
+const HTTP_SELF_IMPOSED_TIMEOUT_SECS: u64 = 15;
+const TIMEOUT_HEADER: &str = "x-hyperware-http-server-timeout";
+
+/// Headers that mark a request as coming through a reverse proxy: `local_only` refuses it.
+const REVERSE_PROXY_HEADERS: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"];
+
+/// The content type a node's server (warp) gives a byte body the process did not type.
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// What a node's server answers by itself (404, 408, 403, 500): status only, an empty byte body.
+fn bare(status: StatusCode) -> HttpResponse {
+    respond(status, DEFAULT_CONTENT_TYPE, Bytes::new())
+}
+
+/// A node drops one trailing `/` (hyperdrive `normalize_path`).
+pub fn normalize_path(path: &str) -> &str {
+    path.strip_suffix('/').unwrap_or(path)
+}
+
+/// The host of a `Host` header without its port, as a node puts it in the request's `url`.
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
     }
+    host.split(':').next().unwrap_or(host)
+}
+
+/// The login token in a `Cookie` header, read as a node reads it: entries split on exactly
+/// `"; "`, each `name=value` with no other `=`.
+pub fn cookie_value<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
+    cookie_header.split("; ").find_map(|entry| {
+        let mut parts = entry.split('=');
+        let (key, value) = (parts.next()?, parts.next()?);
+        (parts.next().is_none() && key == name && !value.is_empty()).then_some(value)
+    })
+}
+
+/// Request headers as a node hands them to a process: lower-case names, one value per name
+/// (the last), a value that is not visible ASCII becomes empty.
+pub fn serialize_headers(headers: &hyper::HeaderMap) -> serde_json::Map<String, Value> {
+    headers.iter().map(|(name, value)| (name.as_str().to_string(), json!(value.to_str().unwrap_or("")))).collect()
+}
+
+/// How long the process has to answer: 15 s, or what the client's timeout header says.
+pub fn http_timeout_secs(headers: &hyper::HeaderMap) -> u64 {
+    headers.get(TIMEOUT_HEADER).and_then(|t| t.to_str().ok()).and_then(|t| t.parse().ok()).unwrap_or(HTTP_SELF_IMPOSED_TIMEOUT_SECS)
+}
+
+/// The `{"Http": IncomingHttpRequest}` body a node sends the bound process: `url` is
+/// `http://<host without port><path without one trailing slash>` (no query), `query_params` the
+/// decoded query.
+pub fn incoming_request(peer: SocketAddr, method: &str, host: &str, path: &str, query: &str, bound_path: &str, headers: serde_json::Map<String, Value>) -> Value {
+    let query_params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    json!({"Http": {
+        "source_socket_addr": peer.to_string(), "method": method,
+        "url": format!("http://{}{}", host_without_port(host), normalize_path(path)),
+        "bound_path": bound_path, "headers": headers, "url_params": {}, "query_params": query_params,
+    }})
+}
+
+/// The process's `HttpResponse` body: `{"status": u16, "headers": {string: string}}`, both required.
+#[derive(serde::Deserialize)]
+struct ProcessHttpResponse {
+    status: u16,
+    headers: HashMap<String, String>,
+}
+
+/// Builds the client's answer from the process's, as a node does: the body is bytes
+/// (`application/octet-stream` unless the process set a content type), header names or values
+/// that are not valid are left out, a status that is not one is 500.
+pub fn answer_from_process(head: &[u8], body: Vec<u8>) -> HttpResponse {
+    let Ok(head) = serde_json::from_slice::<ProcessHttpResponse>(head) else {
+        return bare(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = respond(status, DEFAULT_CONTENT_TYPE, body);
+    for (name, value) in head.headers {
+        if let (Ok(name), Ok(value)) = (hyper::header::HeaderName::from_bytes(name.as_bytes()), hyper::header::HeaderValue::from_str(&value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 impl NodeHttp {
@@ -91,115 +164,154 @@ impl NodeHttp {
         format!("hyperware-auth_{}", self.kernel.node)
     }
 
+    /// Only the last `Cookie` header counts, as on a node (one value per header name).
     fn authenticated(&self, headers: &hyper::HeaderMap) -> bool {
-        let wanted = format!("{}={}", self.cookie_name(), self.token);
-        headers
-            .get_all("cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .any(|c| c.trim() == wanted)
+        let cookie = headers.get_all("cookie").iter().last().and_then(|v| v.to_str().ok()).unwrap_or("");
+        cookie_value(cookie, &self.cookie_name()) == Some(self.token.as_str())
+    }
+
+    async fn login(&self, req: Request<Incoming>) -> HttpResponse {
+        if req.method() == hyper::Method::GET {
+            return respond(StatusCode::OK, "text/html; charset=utf-8", LOGIN_PAGE);
+        }
+        let Ok((_, body)) = body_bytes(req).await else { return respond(StatusCode::BAD_REQUEST, "text/plain", "bad body") };
+        let password = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("password").and_then(Value::as_str).map(str::to_string));
+        if password.as_deref() != Some(self.password.as_str()) {
+            return respond(StatusCode::UNAUTHORIZED, "text/plain", "wrong password");
+        }
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("set-cookie", format!("{}={}; Path=/; HttpOnly; SameSite=Strict", self.cookie_name(), self.token))
+            .body(Full::new(Bytes::new()))
+            .expect("valid")
+    }
+
+    /// The binding for `path`, else the UI root of its first segment (the process id). An
+    /// unbound path is a binding without a process (404), as on a node.
+    fn binding_for(&self, path: &str) -> Option<(String, Binding)> {
+        let bindings = self.kernel.services.bindings.lock().unwrap();
+        let path = if path.is_empty() { "/" } else { path };
+        bindings.get(path).cloned().map(|b| (path.to_string(), b)).or_else(|| {
+            let root = format!("/{}", path.split('/').nth(1).unwrap_or(""));
+            bindings.get(&root).cloned().map(|b| (root, b))
+        })
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
         let path = req.uri().path().to_string();
-        let query = req.uri().query().unwrap_or("").to_string();
-        let method = req.method().to_string();
         if path == "/login" {
-            if method == "GET" {
-                return respond(StatusCode::OK, "text/html; charset=utf-8", LOGIN_PAGE);
-            }
-            let Ok((_, body)) = body_bytes(req).await else { return respond(StatusCode::BAD_REQUEST, "text/plain", "bad body") };
-            let password = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("password").and_then(Value::as_str).map(str::to_string));
-            if password.as_deref() != Some(self.password.as_str()) {
-                return respond(StatusCode::UNAUTHORIZED, "text/plain", "wrong password");
-            }
-            return Response::builder()
-                .status(StatusCode::OK)
-                .header("set-cookie", format!("{}={}; Path=/; HttpOnly; SameSite=Strict", self.cookie_name(), self.token))
-                .body(Full::new(Bytes::new()))
-                .expect("valid");
+            return self.login(req).await;
         }
         if path == "/our.js" {
             return respond(StatusCode::OK, "text/javascript", format!("window.our = {{}}; window.our.node = '{}';", self.kernel.node));
         }
-        let trimmed = path.trim_end_matches('/');
-        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-        let binding = {
-            let bindings = self.kernel.services.bindings.lock().unwrap();
-            bindings.get(trimmed).cloned().map(|b| (trimmed.to_string(), b)).or_else(|| {
-                // Unbound paths fall back to the UI root of the first segment (the process id).
-                let first = trimmed.split('/').nth(1).unwrap_or("");
-                let root = format!("/{first}");
-                bindings.get(&root).cloned().map(|b| (root, b))
-            })
+        let Some((bound_path, binding)) = self.binding_for(normalize_path(&path)) else {
+            return bare(StatusCode::NOT_FOUND);
         };
-        let Some((bound_path, binding)) = binding else {
-            return respond(StatusCode::NOT_FOUND, "text/plain", "not found");
+        let Some(process) = binding.process.clone() else {
+            return bare(StatusCode::NOT_FOUND);
         };
         if binding.authenticated && !self.authenticated(req.headers()) {
-            // As on a node: the login page, status 200, the process is never called.
-            return respond(StatusCode::OK, "text/html; charset=utf-8", LOGIN_PAGE);
+            // As on a node: the login page, status 200 and no content type, the process is never called.
+            return Response::builder().status(StatusCode::OK).body(Full::new(Bytes::from_static(LOGIN_PAGE.as_bytes()))).expect("valid");
         }
-        if binding.local_only && !peer.ip().is_loopback() {
-            return respond(StatusCode::FORBIDDEN, "text/plain", "local only");
+        let behind_proxy = REVERSE_PROXY_HEADERS.iter().any(|h| req.headers().contains_key(*h));
+        if binding.local_only && (!peer.ip().is_loopback() || behind_proxy) {
+            return bare(StatusCode::FORBIDDEN);
         }
-        if let Some(content) = &binding.content {
-            if method == "GET" || method == "HEAD" {
-                let mime = content.mime.clone().unwrap_or_else(|| mime_of(&bound_path).to_string());
-                return respond(StatusCode::OK, &mime, content.bytes.clone());
-            }
+        // Only GET is served from static content; HEAD and the rest go to the process.
+        if let (Some(content), true) = (&binding.content, req.method() == hyper::Method::GET) {
+            return respond(StatusCode::OK, content.mime.as_deref().unwrap_or("text/plain"), content.bytes.clone());
         }
+        self.ask_process(req, peer, &bound_path, &process).await
+    }
+
+    /// Hands the request to the bound process and waits for its answer (408 when late).
+    async fn ask_process(&self, req: Request<Incoming>, peer: SocketAddr, bound_path: &str, process: &str) -> HttpResponse {
+        let timeout = http_timeout_secs(req.headers());
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
-        let mut headers = serde_json::Map::new();
-        for (name, value) in req.headers() {
-            if let Ok(v) = value.to_str() {
-                headers.insert(name.as_str().to_lowercase(), json!(v));
-            }
-        }
-        let query_params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let (method, path, query) = (req.method().to_string(), req.uri().path().to_string(), req.uri().query().unwrap_or("").to_string());
+        let headers = serialize_headers(req.headers());
         let Ok((_, body)) = body_bytes(req).await else { return respond(StatusCode::BAD_REQUEST, "text/plain", "bad body") };
-        let url = format!("http://{host}{path}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
-        let request = json!({"Http": {
-            "source_socket_addr": peer.to_string(), "method": method, "url": url, "bound_path": bound_path,
-            "headers": headers, "url_params": {}, "query_params": query_params,
-        }});
+        let request = incoming_request(peer, &method, &host, &path, &query, bound_path, headers);
         let from = Addr::new(&self.kernel.node, "http-server:distro:sys");
-        let to = Addr::new(&self.kernel.node, &binding.process);
+        let to = Addr::new(&self.kernel.node, process);
         let blob = Some(Blob { mime: None, bytes: body });
-        match self.kernel.call(from, to, serde_json::to_vec(&request).expect("json"), blob, HTTP_SELF_IMPOSED_TIMEOUT_SECS).await {
-            Ok((answer, blob)) => {
-                let Ok(head) = serde_json::from_slice::<Value>(&answer) else {
-                    return respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "the process answered with something other than an HTTP response");
-                };
-                let Some(status) = head.get("status").and_then(Value::as_u64).and_then(|s| StatusCode::from_u16(s as u16).ok()) else {
-                    return respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "the process answered with something other than an HTTP response");
-                };
-                let mut builder = Response::builder().status(status);
-                let mut has_type = false;
-                if let Some(h) = head.get("headers").and_then(Value::as_object) {
-                    for (k, v) in h {
-                        if let Some(v) = v.as_str() {
-                            has_type |= k.eq_ignore_ascii_case("content-type");
-                            builder = builder.header(k, v);
-                        }
-                    }
-                }
-                let bytes = blob.map(|b| b.bytes).unwrap_or_default();
-                if !has_type && serde_json::from_slice::<Value>(&bytes).is_ok() {
-                    builder = builder.header("content-type", "application/json");
-                }
-                builder.body(Full::new(bytes.into())).unwrap_or_else(|_| respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "bad headers"))
-            }
-            Err(e) if e.starts_with("timeout") => respond(StatusCode::REQUEST_TIMEOUT, "text/plain", e),
-            Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+        match self.kernel.call(from, to, serde_json::to_vec(&request).expect("json"), blob, timeout).await {
+            Ok((head, blob)) => answer_from_process(&head, blob.map(|b| b.bytes).unwrap_or_default()),
+            Err(e) if e.starts_with("timeout") => bare(StatusCode::REQUEST_TIMEOUT),
+            Err(_) => bare(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 }
 
-/// A node's HTTP server answers 408 when a process has not answered within 15 s
-/// (hyperdrive's `HTTP_SELF_IMPOSED_TIMEOUT`); devnode is no more patient.
-const HTTP_SELF_IMPOSED_TIMEOUT_SECS: u64 = 15;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_split_on_semicolon_space_only() {
+        assert_eq!(cookie_value("a=1; hyperware-auth_x.os=tok", "hyperware-auth_x.os"), Some("tok"));
+        assert_eq!(cookie_value("a=1;hyperware-auth_x.os=tok", "hyperware-auth_x.os"), None);
+        assert_eq!(cookie_value("hyperware-auth_x.os=tok=", "hyperware-auth_x.os"), None);
+        assert_eq!(cookie_value("hyperware-auth_x.os=", "hyperware-auth_x.os"), None);
+    }
+
+    #[test]
+    fn the_url_has_neither_port_nor_query() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let v = incoming_request(peer, "GET", "127.0.0.1:8080", "/p:a:b.os/api/", "x=1&y=a+b", "/p:a:b.os/api", serde_json::Map::new());
+        assert_eq!(v["Http"]["url"], "http://127.0.0.1/p:a:b.os/api");
+        assert_eq!(v["Http"]["bound_path"], "/p:a:b.os/api");
+        assert_eq!(v["Http"]["query_params"]["y"], "a b");
+        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+        assert_eq!(host_without_port("localhost"), "localhost");
+    }
+
+    #[test]
+    fn only_one_trailing_slash_is_dropped() {
+        assert_eq!(normalize_path("/a//"), "/a/");
+        assert_eq!(normalize_path("/"), "");
+    }
+
+    #[test]
+    fn the_answer_is_bytes_unless_typed() {
+        let r = answer_from_process(br#"{"status":201,"headers":{}}"#, b"{}".to_vec());
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(r.headers()["content-type"], DEFAULT_CONTENT_TYPE);
+        let r = answer_from_process(br#"{"status":200,"headers":{"Content-Type":"text/csv","bad header":"x"}}"#, vec![]);
+        assert_eq!(r.headers()["content-type"], "text/csv");
+        assert_eq!(r.headers().len(), 1);
+    }
+
+    #[test]
+    fn an_answer_that_is_not_an_http_response_is_500() {
+        assert_eq!(answer_from_process(br#"{"status":200}"#, vec![]).status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer_from_process(br#"{"status":200,"headers":{"a":1}}"#, vec![]).status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer_from_process(br#"{"status":7,"headers":{}}"#, vec![]).status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn the_client_may_set_the_timeout() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(http_timeout_secs(&h), 15);
+        h.insert("X-Hyperware-Http-Server-Timeout", "600".parse().unwrap());
+        assert_eq!(http_timeout_secs(&h), 600);
+        h.insert("X-Hyperware-Http-Server-Timeout", "soon".parse().unwrap());
+        assert_eq!(http_timeout_secs(&h), 15);
+    }
+
+    #[test]
+    fn request_headers_keep_the_last_value() {
+        let mut h = hyper::HeaderMap::new();
+        h.append("x-a", "1".parse().unwrap());
+        h.append("x-a", "2".parse().unwrap());
+        h.insert("x-b", hyper::header::HeaderValue::from_bytes(b"\xff").unwrap());
+        let m = serialize_headers(&h);
+        assert_eq!(m["x-a"], "2");
+        assert_eq!(m["x-b"], "");
+    }
+}
 
 // ----- the control API -----
 
@@ -258,7 +370,12 @@ impl Control {
                 let target = Addr::new(&self.kernel.node, to);
                 let timeout = v.get("timeout_secs").and_then(Value::as_u64).unwrap_or(30).clamp(1, 600);
                 let body = serde_json::to_vec(msg).expect("json");
-                match self.kernel.call(source, target, body, None, timeout).await {
+                // `"public": false`: a simulated caller that granted nothing, so no answer reaches it.
+                let private = path == "/devnode/local" && v.get("public") == Some(&Value::Bool(false));
+                self.kernel.set_caller_private(&source.process, private);
+                let answer = self.kernel.call(source.clone(), target, body, None, timeout).await;
+                self.kernel.set_caller_private(&source.process, false);
+                match answer {
                     Ok((answer, _)) => match serde_json::from_slice::<Value>(&answer) {
                         Ok(v) => json_response(StatusCode::OK, json!({"response": v})),
                         Err(_) => json_response(StatusCode::OK, json!({"response_text": String::from_utf8_lossy(&answer)})),

@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use crate::caps::Capabilities;
 use crate::types::{Addr, Blob, Delivery, Envelope, ErrorKind, Msg};
 
 pub const SERVICES: &[&str] = &[
@@ -67,10 +68,6 @@ impl wasmtime_wasi::HostWallClock for VirtualWallClock {
 
 pub struct ProcessEntry {
     pub tx: mpsc::UnboundedSender<Delivery>,
-    pub public: bool,
-    pub networking: bool,
-    /// Processes (ids) this process may message.
-    pub may_message: HashSet<String>,
 }
 
 #[derive(Clone, serde::Serialize)]
@@ -87,6 +84,11 @@ pub struct Kernel {
     pub clock: Clock,
     next_id: AtomicU64,
     pub processes: Mutex<HashMap<String, ProcessEntry>>,
+    /// Who may message whom (set once the manifest is read).
+    pub caps: RwLock<Capabilities>,
+    /// Simulated local callers (control API) that are not public: answers to them are
+    /// delivered only from processes holding messaging on them, i.e. never.
+    private_callers: Mutex<HashSet<String>>,
     waiters: Mutex<HashMap<(String, u64), oneshot::Sender<Delivery>>>,
     /// Requests from processes that expect a response: (requester, id) → the request.
     outstanding: Mutex<HashMap<(String, u64), Envelope>>,
@@ -112,6 +114,8 @@ impl Kernel {
             clock: Clock::default(),
             next_id: AtomicU64::new(1),
             processes: Mutex::new(HashMap::new()),
+            caps: RwLock::new(Capabilities::default()),
+            private_callers: Mutex::new(HashSet::new()),
             waiters: Mutex::new(HashMap::new()),
             outstanding: Mutex::new(HashMap::new()),
             logs: Mutex::new(Vec::new()),
@@ -202,24 +206,52 @@ impl Kernel {
         addr.node == self.node && self.processes.lock().unwrap().contains_key(&addr.process)
     }
 
-    fn may_message(&self, source: &Addr, target_process: &str) -> bool {
-        let processes = self.processes.lock().unwrap();
-        if let Some(target) = processes.get(target_process) {
-            if target.public {
-                return true;
-            }
+    /// A process the node runs: the package's, a runtime module, the homepage.
+    fn runs(&self, process: &str) -> bool {
+        self.processes.lock().unwrap().contains_key(process) || self.caps.read().unwrap().is_known(process)
+    }
+
+    /// Marks a simulated local caller (control API) as not public, or public again.
+    pub fn set_caller_private(&self, process: &str, private: bool) {
+        let mut callers = self.private_callers.lock().unwrap();
+        if private {
+            callers.insert(process.to_string());
+        } else {
+            callers.remove(process);
         }
-        match processes.get(&source.process) {
-            Some(entry) => entry.may_message.contains(target_process),
-            // Simulated local processes hold no capabilities.
-            None => false,
+    }
+
+    /// Why the node's kernel would not deliver `env`, if it would not (see `caps`).
+    fn refusal(&self, env: &Envelope) -> Option<String> {
+        let (source, target) = (&env.source, &env.target);
+        let caps = self.caps.read().unwrap();
+        if source.node == self.node && target.node != self.node {
+            return (!caps.has_network(&source.process)).then(|| format!("{} may not send over the network (no request_networking)", source.process));
         }
+        if source.node != self.node {
+            return (!caps.has_network(&target.process)).then(|| format!("{} may not receive from other nodes (no request_networking)", target.process));
+        }
+        let is_response = matches!(env.msg, Msg::Response { .. });
+        // Simulated local callers of the control API exist only as the targets of answers.
+        let simulated = is_response && !self.runs(&target.process);
+        if !simulated && !self.runs(&target.process) {
+            return Some(format!("{} messaged {}, which does not exist", source.process, target.process));
+        }
+        let allowed = if simulated {
+            crate::caps::UNCHECKED_SOURCES.contains(&source.process.as_str()) || !self.private_callers.lock().unwrap().contains(&target.process)
+        } else {
+            caps.may_message(&source.process, &target.process)
+        };
+        (!allowed).then(|| format!("{} may not message {} (not public, no messaging capability)", source.process, target.process))
     }
 
     /// Routes one message. Requests that expect a response are tracked for their timeout.
     pub fn route(self: &Arc<Self>, mut env: Envelope) {
         if env.target.node == "our" {
             env.target.node = self.node.clone();
+        }
+        if env.source.node == "our" {
+            env.source.node = self.node.clone();
         }
         if std::env::var_os("DEVNODE_TRACE").is_some() {
             let kind = if matches!(env.msg, Msg::Request { .. }) { "request" } else { "response" };
@@ -228,18 +260,12 @@ impl Kernel {
         }
         if let Msg::Request { expects_response: Some(secs), .. } = env.msg {
             if self.is_process(&env.source) {
-                self.outstanding.lock().unwrap().insert((env.source.to_string(), env.id), env.clone());
-                let kernel = self.clone();
-                let key = (env.source.to_string(), env.id);
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(secs.max(1))).await;
-                    let timed_out = kernel.outstanding.lock().unwrap().remove(&key);
-                    if let Some(original) = timed_out {
-                        let source = original.source.clone();
-                        kernel.deliver_to_process(&source.process, Delivery::Error { kind: ErrorKind::Timeout, original });
-                    }
-                });
+                self.track_timeout(&env, secs);
             }
+        }
+        if let Some(why) = self.refusal(&env) {
+            self.refuse(env, &why);
+            return;
         }
         if let Msg::Response { .. } = env.msg {
             if env.target.node == self.node && self.processes.lock().unwrap().contains_key(&env.target.process) {
@@ -263,30 +289,11 @@ impl Kernel {
             return;
         }
         let target_process = env.target.process.clone();
-        let exists = self.processes.lock().unwrap().contains_key(&target_process);
-        if exists {
-            let from_remote = env.source.node != self.node;
-            let allowed = if from_remote {
-                self.processes.lock().unwrap().get(&target_process).is_some_and(|p| p.networking)
-            } else {
-                self.may_message(&env.source, &target_process)
-            };
-            if !allowed {
-                if from_remote {
-                    return; // dropped, as a node drops inbound network messages it may not deliver
-                }
-                self.fail(env, ErrorKind::Timeout);
-                return;
-            }
+        if self.processes.lock().unwrap().contains_key(&target_process) {
             self.deliver_to_process(&target_process, Delivery::Message(env));
             return;
         }
         if SERVICES.contains(&target_process.as_str()) {
-            if self.is_process(&env.source) && !self.may_message(&env.source, &target_process) {
-                self.log("kernel", &format!("{} may not message {target_process}: refused", env.source.process));
-                self.fail(env, ErrorKind::Timeout);
-                return;
-            }
             let kernel = self.clone();
             self.inflight.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
@@ -295,7 +302,35 @@ impl Kernel {
             });
             return;
         }
-        self.fail(env, ErrorKind::Offline);
+        // A runtime module devnode does not emulate (eth, kv, ...): nothing answers.
+        self.log("kernel", &format!("{} is not emulated: the request from {} times out", target_process, env.source.process));
+        self.fail(env, ErrorKind::Timeout);
+    }
+
+    /// As a node's kernel: a refused local request gets a `Timeout` error at once; a refused
+    /// response, or anything refused from another node, is dropped.
+    fn refuse(self: &Arc<Self>, env: Envelope, why: &str) {
+        let kind = if matches!(env.msg, Msg::Request { .. }) { "request" } else { "response" };
+        self.log("kernel", &format!("dropped a {kind} from {} to {}: {why}", env.source, env.target));
+        if kind == "request" && env.source.node == self.node {
+            self.fail(env, ErrorKind::Timeout);
+        }
+    }
+
+    /// Delivers a `Timeout` error to the requester if no answer came within `secs` (0: at once,
+    /// as on a node).
+    fn track_timeout(self: &Arc<Self>, env: &Envelope, secs: u64) {
+        self.outstanding.lock().unwrap().insert((env.source.to_string(), env.id), env.clone());
+        let kernel = self.clone();
+        let key = (env.source.to_string(), env.id);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            let timed_out = kernel.outstanding.lock().unwrap().remove(&key);
+            if let Some(original) = timed_out {
+                let source = original.source.clone();
+                kernel.deliver_to_process(&source.process, Delivery::Error { kind: ErrorKind::Timeout, original });
+            }
+        });
     }
 
     /// Answers `request` from a service.
@@ -318,7 +353,10 @@ impl Kernel {
     pub async fn call(self: &Arc<Self>, from: Addr, to: Addr, body: Vec<u8>, blob: Option<Blob>, timeout_secs: u64) -> Result<(Vec<u8>, Option<Blob>), String> {
         let id = self.next_id();
         let waiter = self.wait_for(&from, id);
-        self.route(Envelope { id, source: from.clone(), target: to, rsvp: None, msg: Msg::request(body, Some(timeout_secs)), blob });
+        // A process awaiting an answer names itself as rsvp; a runtime module (http-server) does not.
+        let from_module = crate::caps::RUNTIME_MODULES.iter().any(|(m, _)| *m == from.process);
+        let rsvp = (!from_module).then(|| from.clone());
+        self.route(Envelope { id, source: from.clone(), target: to, rsvp, msg: Msg::request(body, Some(timeout_secs)), blob });
         match tokio::time::timeout(Duration::from_secs(timeout_secs), waiter).await {
             Ok(Ok(Delivery::Message(env))) => Ok((env.msg.body().to_vec(), env.blob)),
             Ok(Ok(Delivery::Error { kind, .. })) => Err(match kind {

@@ -1,6 +1,7 @@
 //! devnode: a local Hyperware node emulator on wasmtime that runs a built package offline.
 //! See docs/devnode.md.
 
+pub mod caps;
 pub mod host;
 pub mod http;
 pub mod kernel;
@@ -8,7 +9,7 @@ pub mod package;
 pub mod services;
 pub mod types;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -73,7 +74,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         kernel.clock.set_offset_ms(text.trim().parse().map_err(|_| "data dir: clock-offset-ms is corrupt".to_string())?);
     }
     let drive = kernel.services.vfs_root().join(&package_id).join("pkg");
-    let manifest = package::install(&config.package, &drive)?;
+    let manifest = package::install(&config.package, &drive, &package_id)?;
+    *kernel.caps.write().unwrap() = caps::Capabilities::for_package(&manifest, &package_id);
 
     let engine = host::engine().map_err(|e| format!("wasmtime: {e}"))?;
     let mut specs: HashMap<String, Arc<host::ProcessSpec>> = HashMap::new();
@@ -91,29 +93,12 @@ pub async fn run(config: Config) -> Result<(), String> {
         order.push(process_id);
     }
 
-    // Capabilities: what each process requested, plus what others granted it.
-    let mut may_message: HashMap<String, HashSet<String>> = HashMap::new();
-    for entry in &manifest {
-        let id = format!("{}:{package_id}", entry.process_name);
-        let set = may_message.entry(id.clone()).or_default();
-        set.extend(entry.request_capabilities.iter().filter_map(package::capability_process));
-        for granted_to in entry.grant_capabilities.iter().filter_map(package::capability_process) {
-            may_message.entry(granted_to).or_default().insert(id.clone());
-        }
-    }
-
     let mut handles: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let start = |process_id: &str, handles: &mut HashMap<String, tokio::task::JoinHandle<()>>| {
-        let entry = manifest.iter().find(|e| format!("{}:{package_id}", e.process_name) == process_id).expect("known process");
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         kernel.processes.lock().unwrap().insert(
             process_id.to_string(),
-            ProcessEntry {
-                tx,
-                public: entry.public,
-                networking: entry.request_networking,
-                may_message: may_message.get(process_id).cloned().unwrap_or_default(),
-            },
+            ProcessEntry { tx },
         );
         let handle = tokio::spawn(host::run_process(kernel.clone(), engine.clone(), specs[process_id].clone(), rx));
         handles.insert(process_id.to_string(), handle);

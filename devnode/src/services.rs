@@ -15,7 +15,8 @@ use crate::types::{Blob, Envelope, Msg};
 /// An HTTP path bound by a process.
 #[derive(Clone, Debug)]
 pub struct Binding {
-    pub process: String,
+    /// None once the path was unbound: a node then answers 404 (no fallback to the UI root).
+    pub process: Option<String>,
     pub authenticated: bool,
     pub local_only: bool,
     /// Static content served by the devnode itself (`cache: true`).
@@ -27,7 +28,8 @@ pub struct Services {
     sqlite_root: PathBuf,
     pub bindings: Mutex<HashMap<String, Binding>>,
     databases: Mutex<HashMap<String, Arc<Mutex<rusqlite::Connection>>>>,
-    transactions: Mutex<HashMap<u64, (String, Vec<(String, Vec<Value>)>)>>,
+    /// Open transactions: id → (database key, queued statements with their parameters).
+    transactions: Mutex<HashMap<u64, (String, Vec<(String, Vec<rusqlite::types::Value>)>)>>,
     /// Tests make SQLite writes and commits slow (`POST /devnode/sqlite/delay`), as on a busy disk.
     pub write_delay_ms: std::sync::atomic::AtomicU64,
 }
@@ -60,6 +62,8 @@ pub async fn handle(kernel: Arc<Kernel>, env: Envelope) {
     let Msg::Request { .. } = &env.msg else { return };
     let body: Value = match serde_json::from_slice(env.msg.body()) {
         Ok(v) => v,
+        // The timer ignores what it cannot read; the other services say so.
+        Err(_) if env.target.process == "timer:distro:sys" => return timer(&kernel, &env, &Value::Null),
         Err(_) => {
             kernel.respond(&env, json_bytes(json!({"Err": "MalformedRequest"})), None);
             return;
@@ -92,53 +96,69 @@ pub async fn handle(kernel: Arc<Kernel>, env: Envelope) {
     }
 }
 
+/// `{"SetTimer": ms}` from a local process; anything else (a malformed body, `"Debug"`, a request
+/// from another node) gets no answer, as on a node.
 fn timer(kernel: &Arc<Kernel>, env: &Envelope, body: &Value) {
+    if env.source.node != kernel.node {
+        return;
+    }
     match body.get("SetTimer").and_then(Value::as_u64) {
         Some(ms) => kernel.add_timer(kernel.clock.now_ms() + ms as i64, env.clone()),
-        None => kernel.respond(env, json_bytes(json!({"Err": "MalformedRequest"})), None),
+        None => kernel.log("timer", &format!("{} sent a request with an invalid body: no answer", env.source.process)),
     }
 }
 
+/// `Bind`/`SecureBind`/`Unbind` as hyperdrive's `HttpServerAction`: every field is required.
+/// WebSocket fields are parsed only to refuse a malformed action.
+#[allow(dead_code)]
+#[derive(serde::Deserialize)]
+enum HttpServerAction {
+    Bind { path: String, authenticated: bool, local_only: bool, cache: bool },
+    SecureBind { path: String, cache: bool },
+    Unbind { path: String },
+    WebSocketBind { path: String, authenticated: bool, extension: bool },
+    WebSocketSecureBind { path: String, extension: bool },
+    WebSocketUnbind { path: String },
+    WebSocketPush { channel_id: u32, message_type: Value },
+    WebSocketClose(u32),
+}
+
+/// `/<process id><path>` without one trailing `/` (hyperdrive `format_path_with_process`: the
+/// leading `/` is looked at before the trailing one is dropped, so `/` binds `/<process id>`).
+fn bound_path(process: &str, path: &str) -> String {
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if path.starts_with('/') { format!("/{process}{trimmed}") } else { format!("/{process}/{trimmed}") }
+}
+
 fn http_server(kernel: &Kernel, env: &Envelope, body: &Value) -> Value {
-    let prefix = format!("/{}", env.source.process);
-    let full = |path: &str| {
-        let p = format!("{prefix}{}", if path.starts_with('/') { path.to_string() } else { format!("/{path}") });
-        let trimmed = p.trim_end_matches('/').to_string();
-        if trimmed.is_empty() { "/".to_string() } else { trimmed }
-    };
-    if let Some(bind) = body.get("Bind") {
-        let Some(path) = bind.get("path").and_then(Value::as_str) else { return json!({"Err": "MalformedRequest"}) };
-        let cache = bind.get("cache").and_then(Value::as_bool).unwrap_or(false);
+    let Ok(action) = serde_json::from_value::<HttpServerAction>(body.clone()) else { return json!({"Err": "MalformedRequest"}) };
+    let process = env.source.process.clone();
+    let safe_source = crate::package::parse_process_id(&process).is_some_and(|(name, package, publisher)| {
+        let safe = |s: &str, dots: bool| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.'));
+        safe(name, false) && safe(package, false) && safe(publisher, true)
+    });
+    let mut bindings = kernel.services.bindings.lock().unwrap();
+    let mut bind = |path: &str, authenticated: bool, local_only: bool, cache: bool| {
+        if !safe_source {
+            return json!({"Err": "InvalidSourceProcess"});
+        }
         if cache && env.blob.is_none() {
             return json!({"Err": "NoBlob"});
         }
-        kernel.services.bindings.lock().unwrap().insert(
-            full(path),
-            Binding {
-                process: env.source.process.clone(),
-                authenticated: bind.get("authenticated").and_then(Value::as_bool).unwrap_or(true),
-                local_only: bind.get("local_only").and_then(Value::as_bool).unwrap_or(false),
-                content: if cache { env.blob.clone() } else { None },
-            },
-        );
-        return json!({"Ok": null});
-    }
-    if let Some(bind) = body.get("SecureBind") {
-        let Some(path) = bind.get("path").and_then(Value::as_str) else { return json!({"Err": "MalformedRequest"}) };
-        kernel.services.bindings.lock().unwrap().insert(
-            full(path),
-            Binding { process: env.source.process.clone(), authenticated: true, local_only: false, content: None },
-        );
-        return json!({"Ok": null});
-    }
-    if let Some(unbind) = body.get("Unbind") {
-        if let Some(path) = unbind.get("path").and_then(Value::as_str) {
-            kernel.services.bindings.lock().unwrap().remove(&full(path));
+        let content = if cache { env.blob.clone() } else { None };
+        bindings.insert(bound_path(&process, path), Binding { process: Some(process.clone()), authenticated, local_only, content });
+        json!({"Ok": null})
+    };
+    match action {
+        HttpServerAction::Bind { path, authenticated, local_only, cache } => bind(&path, authenticated, local_only, cache),
+        HttpServerAction::SecureBind { path, cache } => bind(&path, true, false, cache),
+        HttpServerAction::Unbind { path } => {
+            bindings.insert(bound_path(&process, &path), Binding { process: None, authenticated: false, local_only: false, content: None });
+            json!({"Ok": null})
         }
-        return json!({"Ok": null});
+        // WebSocket actions are accepted; the package uses none.
+        _ => json!({"Ok": null}),
     }
-    // WebSocket binds are accepted; the package uses none.
-    json!({"Ok": null})
 }
 
 /// Maps a VFS path (`/<package>/<drive>/...` or without the leading slash) into the data dir,
@@ -252,37 +272,65 @@ fn vfs(kernel: &Kernel, env: &Envelope, body: &Value) -> (Value, Option<Blob>) {
     }
 }
 
-/// JSON parameter → SQLite value. As on a node, a string that decodes as base64 is bound as a BLOB.
-fn sql_param(v: &Value) -> rusqlite::types::Value {
+/// Why SQLite parameters (the blob) are refused: a node answers `{"Err": "InvalidParameters"}`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidParameters;
+
+/// JSON parameter → SQLite value, as a node binds it: integers, else reals; a string that decodes
+/// as base64 is a BLOB; booleans are 0/1; arrays and objects are refused.
+fn sql_param(v: &Value) -> Result<rusqlite::types::Value, InvalidParameters> {
     use rusqlite::types::Value as V;
-    match v {
+    Ok(match v {
         Value::Null => V::Null,
         Value::Bool(b) => V::Integer(*b as i64),
-        Value::Number(n) => n.as_i64().map(V::Integer).unwrap_or_else(|| V::Real(n.as_f64().unwrap_or(0.0))),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => V::Integer(i),
+            (None, Some(f)) => V::Real(f),
+            (None, None) => return Err(InvalidParameters),
+        },
         Value::String(s) => match base64::engine::general_purpose::STANDARD.decode(s) {
             Ok(bytes) => V::Blob(bytes),
             Err(_) => V::Text(s.clone()),
         },
-        other => V::Text(other.to_string()),
+        Value::Array(_) | Value::Object(_) => return Err(InvalidParameters),
+    })
+}
+
+/// The parameters of a Write or Query: none without a blob, else the blob must be a JSON array
+/// of plain values.
+pub fn sql_params(blob: Option<&Blob>) -> Result<Vec<rusqlite::types::Value>, InvalidParameters> {
+    let Some(blob) = blob else { return Ok(vec![]) };
+    match serde_json::from_slice::<Value>(&blob.bytes) {
+        Ok(Value::Array(values)) => values.iter().map(sql_param).collect(),
+        _ => Err(InvalidParameters),
     }
 }
 
-fn sql_value(v: rusqlite::types::ValueRef<'_>) -> Value {
+/// A column value as a node returns it; text that is not UTF-8 is an error there too.
+fn sql_value(v: rusqlite::types::ValueRef<'_>, column: usize) -> rusqlite::Result<Value> {
     use rusqlite::types::ValueRef as R;
-    match v {
+    Ok(match v {
         R::Null => Value::Null,
         R::Integer(i) => json!(i),
         R::Real(f) => json!(f),
-        R::Text(t) => json!(String::from_utf8_lossy(t)),
+        R::Text(t) => json!(std::str::from_utf8(t).map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(rusqlite::types::FromSqlError::InvalidType))
+        })?),
         R::Blob(b) => json!(base64::engine::general_purpose::STANDARD.encode(b)),
-    }
+    })
 }
 
-const READ_KEYWORDS: &[&str] = &["SELECT", "WITH", "PRAGMA", "EXPLAIN", "VALUES"];
-const WRITE_KEYWORDS: &[&str] = &["INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "REPLACE", "BEGIN", "COMMIT", "ROLLBACK", "PRAGMA", "WITH"];
+/// hyperdrive `sqlite.rs`: the first word of a Query must be one of these...
+pub const READ_KEYWORDS: &[&str] = &["ANALYZE", "ATTACH", "BEGIN", "EXPLAIN", "PRAGMA", "SELECT", "VALUES", "WITH"];
+/// ...and of a Write one of these.
+pub const WRITE_KEYWORDS: &[&str] = &[
+    "ALTER", "ANALYZE", "COMMIT", "CREATE", "DELETE", "DETACH", "DROP", "END", "INSERT", "REINDEX", "RELEASE", "RENAME", "REPLACE", "ROLLBACK",
+    "SAVEPOINT", "UPDATE", "VACUUM",
+];
 
-fn first_keyword(statement: &str) -> String {
-    statement.trim_start().split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("").to_uppercase()
+/// The first whitespace-separated word, upper-cased: `SELECT(1)` is one word, as on a node.
+pub fn first_keyword(statement: &str) -> String {
+    statement.split_whitespace().next().unwrap_or("").to_uppercase()
 }
 
 fn sqlite(kernel: &Kernel, env: &Envelope, body: &Value) -> (Value, Option<Blob>) {
@@ -305,7 +353,6 @@ fn sqlite(kernel: &Kernel, env: &Envelope, body: &Value) -> (Value, Option<Blob>
         return err(json!("MalformedRequest"));
     }
     let key = format!("{package_id}/{db}");
-    let params: Vec<Value> = env.blob.as_ref().and_then(|b| serde_json::from_slice(&b.bytes).ok()).unwrap_or_default();
     let open = |create: bool| -> Result<Arc<Mutex<rusqlite::Connection>>, Value> {
         if let Some(conn) = services.databases.lock().unwrap().get(&key) {
             return Ok(conn.clone());
@@ -334,56 +381,56 @@ fn sqlite(kernel: &Kernel, env: &Envelope, body: &Value) -> (Value, Option<Blob>
         }
         Some("Query") => {
             let Some(query) = action.get("Query").and_then(Value::as_str) else { return err(json!("MalformedRequest")) };
-            if !READ_KEYWORDS.contains(&first_keyword(query).as_str()) {
-                return err(json!("NotAReadKeyword"));
-            }
             let conn = match open(false) {
                 Ok(c) => c,
                 Err(e) => return err(e),
             };
+            if !READ_KEYWORDS.contains(&first_keyword(query).as_str()) {
+                return err(json!("NotAReadKeyword"));
+            }
+            let Ok(values) = sql_params(env.blob.as_ref()) else { return err(json!("InvalidParameters")) };
             let conn = conn.lock().unwrap();
             let result = (|| -> rusqlite::Result<Vec<Value>> {
                 let mut stmt = conn.prepare(query)?;
                 let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
-                let values: Vec<rusqlite::types::Value> = params.iter().map(sql_param).collect();
                 let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
                 let mut out = vec![];
                 while let Some(row) = rows.next()? {
                     let mut obj = serde_json::Map::new();
                     for (i, c) in columns.iter().enumerate() {
-                        obj.insert(c.clone(), sql_value(row.get_ref(i)?));
+                        obj.insert(c.clone(), sql_value(row.get_ref(i)?, i)?);
                     }
                     out.push(Value::Object(obj));
                 }
                 Ok(out)
             })();
             match result {
-                Ok(rows) => (json!("Read"), Some(Blob { mime: None, bytes: json_bytes(Value::Array(rows)) })),
+                Ok(rows) => (json!("Read"), Some(Blob { mime: Some("application/octet-stream".to_string()), bytes: json_bytes(Value::Array(rows)) })),
                 Err(e) => err(json!({"RusqliteError": e.to_string()})),
             }
         }
         Some("Write") => {
             let write = &action["Write"];
             let Some(statement) = write.get("statement").and_then(Value::as_str) else { return err(json!("MalformedRequest")) };
+            let conn = match open(false) {
+                Ok(c) => c,
+                Err(e) => return err(e),
+            };
             if !WRITE_KEYWORDS.contains(&first_keyword(statement).as_str()) {
                 return err(json!("NotAWriteKeyword"));
             }
+            let Ok(values) = sql_params(env.blob.as_ref()) else { return err(json!("InvalidParameters")) };
             if let Some(tx) = write.get("tx_id").and_then(Value::as_u64) {
                 let mut txs = services.transactions.lock().unwrap();
                 return match txs.get_mut(&tx) {
                     Some((tx_key, queued)) if *tx_key == key => {
-                        queued.push((statement.to_string(), params));
+                        queued.push((statement.to_string(), values));
                         (json!("Ok"), None)
                     }
                     _ => err(json!({"NoTx": tx})),
                 };
             }
-            let conn = match open(false) {
-                Ok(c) => c,
-                Err(e) => return err(e),
-            };
             let conn = conn.lock().unwrap();
-            let values: Vec<rusqlite::types::Value> = params.iter().map(sql_param).collect();
             match conn.execute(statement, rusqlite::params_from_iter(values.iter())) {
                 Ok(_) => (json!("Ok"), None),
                 Err(e) => err(json!({"RusqliteError": e.to_string()})),
@@ -393,7 +440,8 @@ fn sqlite(kernel: &Kernel, env: &Envelope, body: &Value) -> (Value, Option<Blob>
             if let Err(e) = open(false) {
                 return err(e);
             }
-            let id = kernel.next_id();
+            // A node's transaction ids are random u64s (often above 2^53).
+            let id: u64 = rand::random();
             services.transactions.lock().unwrap().insert(id, (key.clone(), vec![]));
             (json!({"BeginTx": {"tx_id": id}}), None)
         }
@@ -410,8 +458,7 @@ fn sqlite(kernel: &Kernel, env: &Envelope, body: &Value) -> (Value, Option<Blob>
             let mut conn = conn.lock().unwrap();
             let result = (|| -> rusqlite::Result<()> {
                 let t = conn.transaction()?;
-                for (statement, params) in &queued {
-                    let values: Vec<rusqlite::types::Value> = params.iter().map(sql_param).collect();
+                for (statement, values) in &queued {
                     t.execute(statement, rusqlite::params_from_iter(values.iter()))?;
                 }
                 t.commit()
@@ -425,36 +472,76 @@ fn sqlite(kernel: &Kernel, env: &Envelope, body: &Value) -> (Value, Option<Blob>
     }
 }
 
+/// hyperdrive's `OutgoingHttpRequest`: `version` may be null or absent, the rest is required.
+#[derive(serde::Deserialize)]
+struct OutgoingHttpRequest {
+    method: String,
+    version: Option<String>,
+    url: String,
+    headers: HashMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+enum HttpClientAction {
+    Http(OutgoingHttpRequest),
+}
+
+const HTTP_VERSIONS: &[&str] = &["HTTP/0.9", "HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"];
+
+/// An HTTP method as `http::Method::from_bytes` takes it: any token, not only the usual seven.
+fn is_method_token(method: &str) -> bool {
+    !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// `content-type` → `Content-Type`: a node hands response header names to the process this way.
+pub fn pascal_case(name: &str) -> String {
+    name.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map(|first| first.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Checks the request as a node's http-client does before sending it.
+fn check_outgoing(body: &Value) -> Result<OutgoingHttpRequest, Value> {
+    let Ok(HttpClientAction::Http(request)) = serde_json::from_value(body.clone()) else { return Err(json!("MalformedRequest")) };
+    if !is_method_token(&request.method) {
+        return Err(json!({"BadMethod": {"method": request.method}}));
+    }
+    if url::Url::parse(&request.url).is_err() {
+        return Err(json!({"BadUrl": {"url": request.url}}));
+    }
+    if let Some(version) = request.version.as_ref().filter(|v| !HTTP_VERSIONS.contains(&v.as_str())) {
+        return Err(json!({"BadVersion": {"version": version}}));
+    }
+    Ok(request)
+}
+
+/// The client itself has no time limit on a node: the requester's `expects_response` timeout
+/// ends the wait with a `Timeout` SendError. ureq gets a generous bound only so that a stalled
+/// server does not hold a thread forever; the kernel's timeout always comes first.
+const CLIENT_SLACK_SECS: u64 = 120;
+
 async fn http_client(env: &Envelope, body: &Value) -> (Value, Option<Blob>) {
     let err = |e: Value| (json!({"Err": e}), None);
-    let Some(http) = body.get("Http") else { return err(json!("MalformedRequest")) };
-    let (Some(method), Some(url)) = (http.get("method").and_then(Value::as_str), http.get("url").and_then(Value::as_str)) else {
-        return err(json!("MalformedRequest"));
+    let request = match check_outgoing(body) {
+        Ok(r) => r,
+        Err(e) => return err(e),
     };
-    if !["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"].contains(&method) {
-        return err(json!({"BadMethod": {"method": method}}));
-    }
-    if url::Url::parse(url).is_err() {
-        return err(json!({"BadUrl": {"url": url}}));
-    }
-    let headers: Vec<(String, String)> = http
-        .get("headers")
-        .and_then(Value::as_object)
-        .map(|h| h.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
-        .unwrap_or_default();
     let timeout = match env.msg {
         Msg::Request { expects_response: Some(secs), .. } => secs,
         _ => 30,
-    };
-    let (method, url) = (method.to_string(), url.to_string());
+    } + CLIENT_SLACK_SECS;
     let body = env.blob.as_ref().map(|b| b.bytes.clone()).unwrap_or_default();
     let result = tokio::task::spawn_blocking(move || {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(timeout)).build();
-        let mut request = agent.request(&method, &url);
-        for (k, v) in &headers {
-            request = request.set(k, v);
+        let mut call = agent.request(&request.method, &request.url);
+        for (k, v) in &request.headers {
+            call = call.set(k, v);
         }
-        let answer = if body.is_empty() && method == "GET" { request.call() } else { request.send_bytes(&body) };
+        let answer = if body.is_empty() && request.method == "GET" { call.call() } else { call.send_bytes(&body) };
         let response = match answer {
             Ok(r) | Err(ureq::Error::Status(_, r)) => r,
             Err(e) => return Err(e.to_string()),
@@ -462,9 +549,9 @@ async fn http_client(env: &Envelope, body: &Value) -> (Value, Option<Blob>) {
         let status = response.status();
         let mut headers = serde_json::Map::new();
         for name in response.headers_names() {
-            if let Some(v) = response.header(&name) {
-                headers.insert(name.to_lowercase(), json!(v));
-            }
+            // One value per name, the last, as a node keeps it.
+            let value = response.all(&name).last().copied().unwrap_or("").to_string();
+            headers.insert(pascal_case(&name.to_lowercase()), json!(value));
         }
         let mut bytes = vec![];
         use std::io::Read;
@@ -476,5 +563,124 @@ async fn http_client(env: &Envelope, body: &Value) -> (Value, Option<Blob>) {
         Ok(Ok((status, headers, bytes))) => (json!({"Ok": {"Http": {"status": status, "headers": headers}}}), Some(Blob { mime: None, bytes })),
         Ok(Err(e)) => err(json!({"ExecuteRequestFailed": e})),
         Err(e) => err(json!({"ExecuteRequestFailed": e.to_string()})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Addr;
+
+    const PKG: &str = "anthropic-api-key-manager:keymanager.os";
+
+    /// A kernel on a fresh data dir, with the issuer's database open.
+    fn kernel(name: &str) -> Arc<Kernel> {
+        let dir = std::env::temp_dir().join(format!("devnode-sqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kernel = Kernel::new("operator.os".into(), Default::default(), dir, true);
+        assert_eq!(call(&kernel, json!("Open"), None), json!("Ok"));
+        kernel
+    }
+
+    fn call(kernel: &Kernel, action: Value, params: Option<&[u8]>) -> Value {
+        let body = json!({"package_id": {"package_name": "anthropic-api-key-manager", "publisher_node": "keymanager.os"}, "db": "t", "action": action});
+        let env = Envelope {
+            id: 1,
+            source: Addr::new("operator.os", &format!("key-issuer:{PKG}")),
+            target: Addr::new("operator.os", "sqlite:distro:sys"),
+            rsvp: None,
+            msg: Msg::request(vec![], Some(5)),
+            blob: params.map(|p| Blob { mime: None, bytes: p.to_vec() }),
+        };
+        sqlite(kernel, &env, &body).0
+    }
+
+    fn write(kernel: &Kernel, statement: &str) -> Value {
+        call(kernel, json!({"Write": {"statement": statement, "tx_id": null}}), None)
+    }
+
+    #[test]
+    fn writes_must_start_with_a_node_write_keyword() {
+        let k = kernel("write-keywords");
+        assert_eq!(write(&k, "CREATE TABLE t (a INTEGER)"), json!("Ok"));
+        for refused in ["BEGIN", "PRAGMA user_version = 3", "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", "SELECT 1", "INSERT(1)"] {
+            assert_eq!(write(&k, refused), json!({"Err": "NotAWriteKeyword"}), "{refused}");
+        }
+        for accepted in ["SAVEPOINT s", "RELEASE s", "ANALYZE", "VACUUM", "REINDEX", "\n  insert into t values (1)"] {
+            assert_eq!(write(&k, accepted), json!("Ok"), "{accepted}");
+        }
+    }
+
+    #[test]
+    fn queries_must_start_with_a_node_read_keyword() {
+        let k = kernel("read-keywords");
+        let query = |q: &str| call(&k, json!({"Query": q}), None);
+        assert_eq!(query("SELECT(1)"), json!({"Err": "NotAReadKeyword"}), "the first word is split on whitespace only");
+        assert_eq!(query("DELETE FROM x"), json!({"Err": "NotAReadKeyword"}));
+        assert_eq!(query("ANALYZE"), json!("Read"));
+        assert_eq!(query("\tselect 1"), json!("Read"));
+    }
+
+    #[test]
+    fn bad_parameter_blobs_are_an_error() {
+        let k = kernel("params");
+        assert_eq!(write(&k, "CREATE TABLE t (a)"), json!("Ok"));
+        let insert = |params: &[u8]| call(&k, json!({"Write": {"statement": "INSERT INTO t VALUES (?)", "tx_id": null}}), Some(params));
+        for bad in [&b"not json"[..], b"{\"a\": 1}", b"[[1]]", b"[{\"a\": 1}]", b"7"] {
+            assert_eq!(insert(bad), json!({"Err": "InvalidParameters"}), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(insert(b"[true]"), json!("Ok"));
+        let rows = call(&k, json!({"Query": "SELECT a FROM t"}), Some(b"[]"));
+        assert_eq!(rows, json!("Read"));
+        assert_eq!(call(&k, json!({"Query": "SELECT a FROM t"}), Some(b"{}")), json!({"Err": "InvalidParameters"}));
+    }
+
+    #[test]
+    fn transaction_ids_are_large_random_numbers() {
+        let k = kernel("tx");
+        let a = call(&k, json!("BeginTx"), None)["BeginTx"]["tx_id"].as_u64().unwrap();
+        let b = call(&k, json!("BeginTx"), None)["BeginTx"]["tx_id"].as_u64().unwrap();
+        assert_ne!(a, b);
+        assert!(a.max(b) > u64::from(u32::MAX), "ids look sequential: {a}, {b}");
+    }
+
+    #[test]
+    fn response_header_names_are_pascal_case() {
+        assert_eq!(pascal_case("content-type"), "Content-Type");
+        assert_eq!(pascal_case("retry-after"), "Retry-After");
+        assert_eq!(pascal_case("x-ratelimit-remaining"), "X-Ratelimit-Remaining");
+    }
+
+    #[test]
+    fn outgoing_requests_are_checked_as_on_a_node() {
+        let http = |v: Value| check_outgoing(&json!({"Http": v})).err();
+        assert_eq!(http(json!({"method": "GET", "url": "https://x.test/", "headers": {}})), None);
+        assert_eq!(http(json!({"method": "PROPFIND", "version": null, "url": "https://x.test/", "headers": {}})), None);
+        assert_eq!(http(json!({"method": "GET", "url": "https://x.test/"})), Some(json!("MalformedRequest")), "headers are required");
+        assert_eq!(http(json!({"method": "G T", "url": "https://x.test/", "headers": {}})), Some(json!({"BadMethod": {"method": "G T"}})));
+        assert_eq!(http(json!({"method": "GET", "url": "nope", "headers": {}})), Some(json!({"BadUrl": {"url": "nope"}})));
+        assert_eq!(http(json!({"method": "GET", "version": "HTTP/1.2", "url": "https://x.test/", "headers": {}})), Some(json!({"BadVersion": {"version": "HTTP/1.2"}})));
+    }
+
+    #[test]
+    fn binds_need_every_field_and_unbind_leaves_a_404() {
+        let k = Kernel::new("operator.os".into(), Default::default(), std::env::temp_dir().join("devnode-bind-test"), true);
+        let env = |blob: Option<Blob>| Envelope {
+            id: 1,
+            source: Addr::new("operator.os", &format!("key-issuer:{PKG}")),
+            target: Addr::new("operator.os", "http-server:distro:sys"),
+            rsvp: None,
+            msg: Msg::request(vec![], Some(5)),
+            blob,
+        };
+        assert_eq!(http_server(&k, &env(None), &json!({"Bind": {"path": "/api"}})), json!({"Err": "MalformedRequest"}));
+        let bind = json!({"Bind": {"path": "/api/", "authenticated": true, "local_only": false, "cache": false}});
+        assert_eq!(http_server(&k, &env(None), &bind), json!({"Ok": null}));
+        let path = format!("/key-issuer:{PKG}/api");
+        assert!(k.services.bindings.lock().unwrap()[&path].process.is_some());
+        assert_eq!(http_server(&k, &env(None), &json!({"Unbind": {"path": "/api"}})), json!({"Ok": null}));
+        assert!(k.services.bindings.lock().unwrap()[&path].process.is_none());
+        assert_eq!(bound_path("p:a:b.os", "/"), "/p:a:b.os");
+        assert_eq!(bound_path("p:a:b.os", "assets/x.js"), "/p:a:b.os/assets/x.js");
     }
 }

@@ -34,7 +34,7 @@ fn devnode_refuses_broken_packages_and_flags() {
     std::fs::create_dir_all(&no_manifest).unwrap();
     let bad_wasm = dir.join("bad-wasm");
     std::fs::create_dir_all(&bad_wasm).unwrap();
-    std::fs::write(bad_wasm.join("manifest.json"), br#"[{"process_name":"p","process_wasm_path":"/p.wasm"}]"#).unwrap();
+    std::fs::write(bad_wasm.join("manifest.json"), br#"[{"process_name":"p","process_wasm_path":"/p.wasm","on_exit":"None","request_networking":false,"request_capabilities":[],"grant_capabilities":[],"public":false}]"#).unwrap();
     std::fs::write(bad_wasm.join("p.wasm"), b"\0asm garbage").unwrap();
     let bad_manifest = dir.join("bad-manifest");
     std::fs::create_dir_all(&bad_manifest).unwrap();

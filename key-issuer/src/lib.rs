@@ -4,6 +4,7 @@
 //! Handlers are thin: they check who is calling, call `shared_types` logic, and persist.
 
 mod db;
+mod homepage;
 mod log;
 
 use std::collections::HashSet;
@@ -409,6 +410,7 @@ impl KeyIssuer {
             workspace_per_key: s.workspace_per_key,
             archive_workspace_on_retire: s.archive_workspace_on_retire,
             audit_retention_days: s.audit_retention_days,
+            alerts: shared_types::alerts::AlertSettingsView::of(&s.alerts),
         }
     }
 
@@ -720,6 +722,7 @@ impl KeyIssuer {
         }
         self.pool.set_issue_unmatched(self.settings.issue_unmatched_keys);
         self.save();
+        homepage::add_tile();
         match self.db().await {
             Ok(_) => log::info("ready"),
             Err(e) => log::warn(&format!("starting without storage: {e}")),
