@@ -392,6 +392,10 @@ impl Control {
                 json_response(StatusCode::OK, json!({"next": next, "lines": lines}))
             }
             ("GET", "/devnode/quiet") => json_response(StatusCode::OK, json!({"quiet": self.kernel.is_quiet()})),
+            ("GET", "/devnode/homepage") => {
+                let apps: Vec<Value> = self.kernel.services.homepage.lock().unwrap().values().cloned().collect();
+                json_response(StatusCode::OK, json!({"apps": apps}))
+            }
             ("POST", "/devnode/restart") => {
                 let process = match json_body().map(|v| v.get("process").and_then(Value::as_str).map(str::to_string)) {
                     Ok(Some(p)) => p,

@@ -32,6 +32,8 @@ pub struct Services {
     transactions: Mutex<HashMap<u64, (String, Vec<(String, Vec<rusqlite::types::Value>)>)>>,
     /// Tests make SQLite writes and commits slow (`POST /devnode/sqlite/delay`), as on a busy disk.
     pub write_delay_ms: std::sync::atomic::AtomicU64,
+    /// The homepage's apps by process id, as its `Add` requests left them (`GET /devnode/homepage`).
+    pub homepage: Mutex<std::collections::BTreeMap<String, Value>>,
 }
 
 impl Services {
@@ -43,6 +45,7 @@ impl Services {
             databases: Mutex::new(HashMap::new()),
             transactions: Mutex::new(HashMap::new()),
             write_delay_ms: std::sync::atomic::AtomicU64::new(0),
+            homepage: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -92,8 +95,29 @@ pub async fn handle(kernel: Arc<Kernel>, env: Envelope) {
             let answer = http_server(&kernel, &env, &body);
             kernel.respond(&env, json_bytes(answer), None);
         }
+        "homepage:homepage:sys" => homepage(&kernel, &env, &body),
         _ => kernel.respond(&env, json_bytes(json!({"Ok": null})), None),
     }
+}
+
+/// The homepage's `Add` and `Remove` from a process (hyperdrive packages/homepage): recorded as the
+/// homepage keeps them, the path placed under the sender's process id; no answer, as on a node.
+fn homepage(kernel: &Kernel, env: &Envelope, body: &Value) {
+    let process = env.source.process.clone();
+    let mut apps = kernel.services.homepage.lock().unwrap();
+    if let Some(add) = body.get("Add") {
+        let path = add["path"].as_str().map(|p| format!("/{process}/{}", p.strip_prefix('/').unwrap_or(p)));
+        let app = json!({"process": process, "label": add["label"], "icon": add["icon"], "path": path, "widget": add["widget"]});
+        if app["label"].is_string() {
+            apps.insert(process, app);
+            return;
+        }
+    } else if body == &json!("Remove") {
+        apps.remove(&process);
+        return;
+    }
+    drop(apps);
+    kernel.log("homepage", &format!("{process} sent a request the homepage does not read: ignored"));
 }
 
 /// `{"SetTimer": ms}` from a local process; anything else (a malformed body, `"Debug"`, a request

@@ -1,0 +1,50 @@
+//! The app's tile on the node's homepage (SPEC §7): the issuer adds itself with an icon and a
+//! widget at every start, and the widget, rendered as the homepage renders it (a same-origin
+//! iframe from its HTML), shows the pool's state from the dashboard API. Requires `cargo xtask
+//! build` and Chromium (`cargo xtask test` sees to both).
+
+use std::process::Command;
+
+use e2e::*;
+use serde_json::{json, Value};
+
+fn tile(env: &Env) -> Option<Value> {
+    let apps = get(&format!("{}/devnode/homepage", env.control));
+    apps["apps"].as_array()?.iter().find(|a| a["process"] == ISSUER).cloned()
+}
+
+#[test]
+fn the_issuer_adds_a_tile_whose_widget_shows_the_pool() {
+    let mut env = Env::start("homepage", "small.json", &["alice.os".to_string()]);
+    env.eventually("the tile added", || tile(&env).is_some());
+    let app = tile(&env).unwrap();
+    assert_eq!(app["label"], "API Key Manager");
+    assert_eq!(app["path"], format!("/{ISSUER}/"));
+    let icon = app["icon"].as_str().expect("an icon");
+    assert!(icon.starts_with("PHN2Zy"), "the icon is a base64 SVG: {}", &icon[..12.min(icon.len())]);
+    let widget = app["widget"].as_str().expect("a widget");
+    assert!(widget.contains(&format!("\"/{ISSUER}/api\"")), "the widget reads this process's API");
+
+    // Empty pool: the widget warns that no key can be issued; then a key is added and it counts it.
+    let run_widget = |expect: &str| {
+        let status = Command::new("node")
+            .arg(root().join("ui/browser-tests/homepage.mjs"))
+            .current_dir(root().join("ui"))
+            .env("DASHBOARD_URL", format!("{}/", env.http))
+            .env("NODE_PASSWORD", PASSWORD)
+            .env("WIDGET_HTML", widget)
+            .env("EXPECT", expect)
+            .status()
+            .expect("running node (ui/ dependencies are installed by cargo xtask build)");
+        assert!(status.success(), "the widget test ({expect}) failed (see its output above)");
+    };
+    run_widget("empty");
+    env.configure_admin_api();
+    let r = env.add_key(json!({"secret": secret(1), "name": "k1", "node_cap": null}));
+    assert!(r.get("Ok").is_some(), "{r}");
+    run_widget("one-key");
+
+    // The homepage forgets tiles at each boot: the issuer adds it again when it starts.
+    env.restart_devnode();
+    env.eventually("the tile added again", || tile(&env).is_some());
+}
