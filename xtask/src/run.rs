@@ -273,6 +273,7 @@ fn seed_demo(call: &dyn Fn(Value) -> Result<Value>, control: &str) -> Result<()>
             return Err(format!("adding demo key {n}: {answer}").into());
         }
     }
+    wait_until_matched(call)?;
     for i in 0..DEMO_PEERS {
         post(&format!("{control}/devnode/clock/advance"), None, &json!({"seconds": 4 * 3600}))?;
         post(
@@ -284,6 +285,19 @@ fn seed_demo(call: &dyn Fn(Value) -> Result<Value>, control: &str) -> Result<()>
     call(json!({"PollNow": null}))?;
     println!("xtask: demo data added: 4 keys, {DEMO_PEERS} nodes over two days of virtual time");
     Ok(())
+}
+
+/// A new key is looked up in the organization in the background and not issued before that is
+/// over (`matching` in ListKeys): the demo nodes must find the keys ready.
+fn wait_until_matched(call: &dyn Fn(Value) -> Result<Value>) -> Result<()> {
+    for _ in 0..300 {
+        let keys = call(json!({"ListKeys": null}))?;
+        if keys.as_array().is_some_and(|keys| keys.iter().all(|k| k["matching"] == false)) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err("the demo keys were not matched to the simulated Admin API's keys within 30 s".into())
 }
 
 #[cfg(test)]
