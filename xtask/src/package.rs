@@ -151,6 +151,8 @@ pub fn build() -> Result<BuildReport> {
     let zip = zip_files(&pkg_dir, &files)?;
     let zip_path = paths::target().join("pkg").join(format!("{package}.zip"));
     paths::write_if_changed(&zip_path, &zip)?;
+    // Also where `kit start-package` looks for it.
+    paths::write_if_changed(&paths::target().join(format!("{package}.zip")), &zip)?;
     let sha = Sha256::digest(&zip);
     let elapsed = started.elapsed().as_secs();
 

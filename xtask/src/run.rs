@@ -179,8 +179,22 @@ fn supervise(children: &mut Children, stop: &AtomicBool) -> Result<Ending> {
     }
 }
 
+/// Refuses to start when the dashboard's port is in use (most often: another `cargo xtask run`),
+/// before anything is built or started.
+fn check_port_free(port: u16) -> Result<()> {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "port {port} is taken (is another `cargo xtask run` up?): stop it, or choose another port with --port N"
+        )
+        .into()),
+        Err(e) => Err(format!("port {port}: {e}").into()),
+    }
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
+    check_port_free(options.http_port)?;
     let admin_key = match (&options.admin_key_file, std::env::var("ANTHROPIC_ADMIN_KEY").ok()) {
         (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?.trim().to_string()),
         (None, Some(key)) if !key.trim().is_empty() => Some(key.trim().to_string()),
@@ -306,6 +320,16 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_taken_port_is_refused_plainly() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let e = check_port_free(port).unwrap_err().to_string();
+        assert!(e.contains(&format!("port {port} is taken")) && e.contains("--port"), "{e}");
+        drop(listener);
+        assert!(check_port_free(port).is_ok());
     }
 
     #[test]
