@@ -5,18 +5,21 @@ pub mod caps;
 pub mod host;
 pub mod http;
 pub mod kernel;
+pub mod network;
+pub mod node;
 pub mod package;
 pub mod services;
 pub mod types;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use kernel::{Kernel, ProcessEntry};
-use types::Addr;
+use kernel::Kernel;
+use network::Network;
+use node::Node;
 
 pub struct Config {
     pub package: PathBuf,
@@ -26,29 +29,28 @@ pub struct Config {
     pub control_port: u16,
     pub password: String,
     pub node: String,
+    /// Simulated nodes: they run nothing, their messages come from the control API.
     pub peers: Vec<String>,
+    /// Nodes that run a package of their own (`--peer-package NODE=ZIP`).
+    pub peer_packages: Vec<PeerPackage>,
     pub quiet: bool,
 }
 
-/// `name:publisher` from the zip name, the package's metadata.json, or the flag.
-fn package_id(config: &Config) -> Result<String, String> {
-    if let Some(id) = &config.package_id {
-        return Ok(id.clone());
-    }
-    let name = config.package.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    if let Some(stem) = name.strip_suffix(".zip") {
-        if stem.split(':').count() == 2 {
-            return Ok(stem.to_string());
+/// A peer node and the package it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerPackage {
+    pub node: String,
+    pub package: PathBuf,
+}
+
+impl PeerPackage {
+    /// Parses `NODE=ZIP` (or `NODE=<pkg dir>`).
+    pub fn parse(arg: &str) -> Result<PeerPackage, String> {
+        match arg.split_once('=') {
+            Some((node, package)) if !node.is_empty() && !package.is_empty() => Ok(PeerPackage { node: node.to_string(), package: PathBuf::from(package) }),
+            _ => Err(format!("--peer-package needs NODE=ZIP, not {arg:?}")),
         }
     }
-    let metadata = config.package.parent().map(|p| p.join("metadata.json")).filter(|p| p.exists());
-    if let Some(path) = metadata {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let (Some(n), Some(p)) = (v["properties"]["package_name"].as_str(), v["properties"]["publisher"].as_str()) {
-            return Ok(format!("{n}:{p}"));
-        }
-    }
-    Err("cannot tell the package id: name the zip <package>:<publisher>.zip or pass --package-id".to_string())
 }
 
 fn check_node_name(name: &str) -> Result<(), String> {
@@ -56,57 +58,49 @@ fn check_node_name(name: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("invalid node name {name:?} (expected e.g. alice.os)")) }
 }
 
-pub async fn run(config: Config) -> Result<(), String> {
+/// Every node name is valid and appears once: the main node, the simulated peers, the peers
+/// that run a package.
+fn check_nodes(config: &Config) -> Result<(), String> {
     check_node_name(&config.node)?;
-    for peer in &config.peers {
+    let mut seen = std::collections::HashSet::from([config.node.as_str()]);
+    let others = config.peers.iter().chain(config.peer_packages.iter().map(|p| &p.node));
+    for peer in others {
         check_node_name(peer)?;
         if *peer == config.node {
             return Err(format!("peer {peer} is the operator node itself"));
         }
+        if !seen.insert(peer) {
+            return Err(format!("peer {peer} is named twice"));
+        }
     }
+    Ok(())
+}
+
+pub async fn run(config: Config) -> Result<(), String> {
+    check_nodes(&config)?;
     if config.password.is_empty() {
         return Err("--password must not be empty".to_string());
     }
-    let package_id = package_id(&config)?;
+    let package_id = node::package_id(&config.package, config.package_id.as_deref())?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
-    let kernel = Kernel::new(config.node.clone(), config.peers.iter().cloned().collect(), config.data_dir.clone(), config.quiet);
+    let network = Network::new(config.peers.iter().cloned().collect(), config.quiet);
     if let Ok(text) = std::fs::read_to_string(config.data_dir.join("clock-offset-ms")) {
-        kernel.clock.set_offset_ms(text.trim().parse().map_err(|_| "data dir: clock-offset-ms is corrupt".to_string())?);
+        network.clock.set_offset_ms(text.trim().parse().map_err(|_| "data dir: clock-offset-ms is corrupt".to_string())?);
     }
-    let drive = kernel.services.vfs_root().join(&package_id).join("pkg");
-    let manifest = package::install(&config.package, &drive, &package_id)?;
-    *kernel.caps.write().unwrap() = caps::Capabilities::for_package(&manifest, &package_id);
-
     let engine = host::engine().map_err(|e| format!("wasmtime: {e}"))?;
-    let mut specs: HashMap<String, Arc<host::ProcessSpec>> = HashMap::new();
-    let mut order = vec![];
-    for entry in &manifest {
-        let process_id = format!("{}:{package_id}", entry.process_name);
-        let wasm = drive.join(entry.process_wasm_path.trim_start_matches('/'));
-        let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
-        let component = wasmtime::component::Component::from_binary(&engine, &bytes)
-            .map_err(|e| format!("{} is not a valid component: {e:#}", entry.process_wasm_path))?;
-        specs.insert(
-            process_id.clone(),
-            Arc::new(host::ProcessSpec { our: Addr::new(&config.node, &process_id), component, on_exit_restart: entry.restarts() }),
-        );
-        order.push(process_id);
+    // The main node first: it joins the network first, and keeps the data dir's top level.
+    let kernel = Kernel::join(config.node.clone(), &network, config.data_dir.clone());
+    let mut nodes = BTreeMap::new();
+    nodes.insert(config.node.clone(), Node::install(kernel.clone(), &engine, &config.package, &package_id)?);
+    for peer in &config.peer_packages {
+        let peer_kernel = Kernel::join(peer.node.clone(), &network, node::peer_data_dir(&config.data_dir, &peer.node));
+        let peer_package_id = node::package_id(&peer.package, None)?;
+        let installed = Node::install(peer_kernel, &engine, &peer.package, &peer_package_id).map_err(|e| format!("{} (--peer-package {}): {e}", peer.package.display(), peer.node))?;
+        nodes.insert(peer.node.clone(), installed);
     }
-
-    let mut handles: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    let start = |process_id: &str, handles: &mut HashMap<String, tokio::task::JoinHandle<()>>| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        kernel.processes.lock().unwrap().insert(
-            process_id.to_string(),
-            ProcessEntry { tx },
-        );
-        let handle = tokio::spawn(host::run_process(kernel.clone(), engine.clone(), specs[process_id].clone(), rx));
-        handles.insert(process_id.to_string(), handle);
-    };
-    for id in &order {
-        start(id, &mut handles);
+    for node in nodes.values_mut() {
+        node.start();
     }
-    tokio::spawn(kernel.clone().run_timers());
 
     let http_listener = TcpListener::bind(("127.0.0.1", config.http_port)).await.map_err(|e| format!("http port {}: {e}", config.http_port))?;
     let control_listener = TcpListener::bind(("127.0.0.1", config.control_port)).await.map_err(|e| format!("control port {}: {e}", config.control_port))?;
@@ -119,34 +113,70 @@ pub async fn run(config: Config) -> Result<(), String> {
     };
     let node_http = Arc::new(http::NodeHttp { kernel: kernel.clone(), password: config.password.clone(), token });
     tokio::spawn(http::serve(http_listener, move |req, peer| node_http.clone().handle(req, peer)));
-    let (restart_tx, mut restart_rx) = tokio::sync::mpsc::unbounded_channel::<(String, tokio::sync::oneshot::Sender<()>)>();
+    let (restart_tx, mut restart_rx) = tokio::sync::mpsc::unbounded_channel::<http::RestartOrder>();
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let control = Arc::new(http::Control { kernel: kernel.clone(), package_processes: order.clone(), restart: restart_tx, shutdown: shutdown_tx });
+    let processes = nodes.iter().map(|(name, node)| (name.clone(), node.processes.clone())).collect();
+    let control = Arc::new(http::Control { kernel: kernel.clone(), processes, restart: restart_tx, shutdown: shutdown_tx });
     tokio::spawn(http::serve(control_listener, move |req, peer| control.clone().handle(req, peer)));
 
     println!("devnode ready http=http://{http_addr} control=http://{control_addr} node={} package={package_id}", config.node);
+    for (name, node) in nodes.iter().filter(|(name, _)| **name != config.node) {
+        kernel.log("devnode", &format!("peer {name} runs {}", node.package_id));
+    }
     loop {
         tokio::select! {
-            Some((process, done)) = restart_rx.recv() => {
-                if let Some(handle) = handles.remove(&process) {
-                    handle.abort();
-                    let _ = handle.await;
+            Some(order) = restart_rx.recv() => {
+                if let Some(node) = nodes.get_mut(&order.node) {
+                    node.restart(&order.process).await;
                 }
-                kernel.log("devnode", &format!("restart of {process} requested"));
-                start(&process, &mut handles);
-                let _ = done.send(());
+                let _ = order.done.send(());
             }
             _ = shutdown_rx.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
     kernel.log("devnode", "shutting down");
-    for (_, handle) in handles {
-        handle.abort();
+    for node in nodes.values_mut() {
+        node.stop();
     }
     Ok(())
 }
 
 pub fn default_data_dir() -> PathBuf {
     Path::new("target").join("devnode-data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(peers: &[&str], peer_packages: &[&str]) -> Config {
+        Config {
+            package: PathBuf::from("p.zip"),
+            package_id: None,
+            data_dir: PathBuf::new(),
+            http_port: 0,
+            control_port: 0,
+            password: "pw".into(),
+            node: "operator.os".into(),
+            peers: peers.iter().map(|p| p.to_string()).collect(),
+            peer_packages: peer_packages.iter().map(|p| PeerPackage::parse(p).unwrap()).collect(),
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn peer_packages_are_node_equals_package() {
+        assert_eq!(PeerPackage::parse("alice.os=a:b.os.zip").unwrap(), PeerPackage { node: "alice.os".into(), package: PathBuf::from("a:b.os.zip") });
+        assert!(PeerPackage::parse("alice.os").is_err());
+        assert!(PeerPackage::parse("=x.zip").is_err());
+    }
+
+    #[test]
+    fn every_node_is_named_once() {
+        assert!(check_nodes(&config(&["bob.os"], &["alice.os=x.zip"])).is_ok());
+        assert!(check_nodes(&config(&["alice.os"], &["alice.os=x.zip"])).unwrap_err().contains("twice"));
+        assert!(check_nodes(&config(&[], &["operator.os=x.zip"])).unwrap_err().contains("operator node itself"));
+        assert!(check_nodes(&config(&[], &["Alice=x.zip"])).unwrap_err().contains("invalid node name"));
+    }
 }

@@ -316,10 +316,19 @@ mod tests {
 // ----- the control API -----
 
 pub struct Control {
+    /// The main node's kernel (`--node`); the other nodes are on its network.
     pub kernel: Arc<Kernel>,
-    pub package_processes: Vec<String>,
-    pub restart: tokio::sync::mpsc::UnboundedSender<(String, tokio::sync::oneshot::Sender<()>)>,
+    /// The package's process ids on each node that runs one.
+    pub processes: std::collections::BTreeMap<String, Vec<String>>,
+    pub restart: tokio::sync::mpsc::UnboundedSender<RestartOrder>,
     pub shutdown: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+/// Restart `process` on `node`; `done` once its new instance runs.
+pub struct RestartOrder {
+    pub node: String,
+    pub process: String,
+    pub done: tokio::sync::oneshot::Sender<()>,
 }
 
 fn bad(msg: impl Into<String>) -> HttpResponse {
@@ -327,6 +336,15 @@ fn bad(msg: impl Into<String>) -> HttpResponse {
 }
 
 impl Control {
+    /// The kernel of `node` (the main node when absent), or why there is none.
+    fn kernel_of(&self, node: Option<&Value>) -> Result<Arc<Kernel>, String> {
+        match node {
+            None | Some(Value::Null) => Ok(self.kernel.clone()),
+            Some(Value::String(name)) => self.kernel.network.kernel(name).ok_or_else(|| format!("`node`: devnode runs no node {name:?} (--node or --peer-package)")),
+            Some(other) => Err(format!("`node` must be a node name, not {other}")),
+        }
+    }
+
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> HttpResponse {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
@@ -355,8 +373,13 @@ impl Control {
                 if to.split(':').count() != 3 {
                     return bad("`to` must be a process id process:package:publisher");
                 }
+                // `/devnode/local` may name another node devnode runs (`"node"`); p2p goes to the main node.
+                let kernel = match self.kernel_of(if path == "/devnode/local" { v.get("node") } else { None }) {
+                    Ok(k) => k,
+                    Err(e) => return bad(e),
+                };
                 let source = if path == "/devnode/p2p" {
-                    if from == self.kernel.node || !self.kernel.peers.contains(from) {
+                    if from == kernel.node || !kernel.network.is_simulated(from) {
                         return bad(format!("`from` must be a simulated peer (--peer), not {from:?}"));
                     }
                     let process = v.get("from_process").and_then(Value::as_str).unwrap_or("client:remote-app:sys");
@@ -365,16 +388,16 @@ impl Control {
                     if from.split(':').count() != 3 {
                         return bad("`from` must be a process id process:package:publisher");
                     }
-                    Addr::new(&self.kernel.node, from)
+                    Addr::new(&kernel.node, from)
                 };
-                let target = Addr::new(&self.kernel.node, to);
+                let target = Addr::new(&kernel.node, to);
                 let timeout = v.get("timeout_secs").and_then(Value::as_u64).unwrap_or(30).clamp(1, 600);
                 let body = serde_json::to_vec(msg).expect("json");
                 // `"public": false`: a simulated caller that granted nothing, so no answer reaches it.
                 let private = path == "/devnode/local" && v.get("public") == Some(&Value::Bool(false));
-                self.kernel.set_caller_private(&source.process, private);
-                let answer = self.kernel.call(source.clone(), target, body, None, timeout).await;
-                self.kernel.set_caller_private(&source.process, false);
+                kernel.set_caller_private(&source.process, private);
+                let answer = kernel.call(source.clone(), target, body, None, timeout).await;
+                kernel.set_caller_private(&source.process, false);
                 match answer {
                     Ok((answer, _)) => match serde_json::from_slice::<Value>(&answer) {
                         Ok(v) => json_response(StatusCode::OK, json!({"response": v})),
@@ -391,23 +414,43 @@ impl Control {
                 let (next, lines) = self.kernel.logs_since(since);
                 json_response(StatusCode::OK, json!({"next": next, "lines": lines}))
             }
-            ("GET", "/devnode/quiet") => json_response(StatusCode::OK, json!({"quiet": self.kernel.is_quiet()})),
+            ("GET", "/devnode/quiet") => json_response(StatusCode::OK, json!({"quiet": self.kernel.network.is_quiet()})),
+            ("POST", "/devnode/offline") => {
+                let v = match json_body() {
+                    Ok(v) => v,
+                    Err(e) => return bad(e),
+                };
+                let (Some(node), Some(offline)) = (v.get("node").and_then(Value::as_str), v.get("offline").and_then(Value::as_bool)) else {
+                    return bad("expected {\"node\": \"<node>\", \"offline\": true|false}");
+                };
+                if !self.kernel.network.is_known(node) {
+                    return bad(format!("devnode knows no node {node:?}"));
+                }
+                self.kernel.network.set_offline(node, offline);
+                json_response(StatusCode::OK, json!({"node": node, "offline": offline}))
+            }
             ("GET", "/devnode/homepage") => {
                 let apps: Vec<Value> = self.kernel.services.homepage.lock().unwrap().values().cloned().collect();
                 json_response(StatusCode::OK, json!({"apps": apps}))
             }
             ("POST", "/devnode/restart") => {
-                let process = match json_body().map(|v| v.get("process").and_then(Value::as_str).map(str::to_string)) {
-                    Ok(Some(p)) => p,
-                    Ok(None) => return bad("expected {\"process\": \"<process id>\"}"),
+                let v = match json_body() {
+                    Ok(v) => v,
                     Err(e) => return bad(e),
                 };
-                if !self.package_processes.contains(&process) {
-                    return bad(format!("no process {process:?} in the package"));
+                let Some(process) = v.get("process").and_then(Value::as_str).map(str::to_string) else {
+                    return bad("expected {\"process\": \"<process id>\", \"node\"?: \"<node>\"}");
+                };
+                let node = match self.kernel_of(v.get("node")) {
+                    Ok(k) => k.node.clone(),
+                    Err(e) => return bad(e),
+                };
+                if !self.processes.get(&node).is_some_and(|p| p.contains(&process)) {
+                    return bad(format!("no process {process:?} in the package of {node}"));
                 }
                 // Answer once the new instance runs, so that callers never reach the old one.
                 let (done, restarted) = tokio::sync::oneshot::channel();
-                let _ = self.restart.send((process.clone(), done));
+                let _ = self.restart.send(RestartOrder { node, process: process.clone(), done });
                 let _ = restarted.await;
                 json_response(StatusCode::OK, json!({"restarted": process}))
             }

@@ -1,15 +1,16 @@
-//! Routing between processes, services, simulated remote nodes and the control API; capability
-//! checks; request timeouts; the virtual clock and its timers; the log.
+//! One node's kernel: routing between its processes, its services, the other nodes (through the
+//! `network`) and the control API; capability checks; request timeouts; the virtual clock's timers.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::caps::Capabilities;
+use crate::network::{Network, Reach};
 use crate::types::{Addr, Blob, Delivery, Envelope, ErrorKind, Msg};
 
 pub const SERVICES: &[&str] = &[
@@ -73,16 +74,18 @@ pub struct ProcessEntry {
 #[derive(Clone, serde::Serialize)]
 pub struct LogLine {
     pub seq: u64,
+    pub node: String,
     pub process: String,
     pub text: String,
 }
 
 pub struct Kernel {
     pub node: String,
-    pub peers: HashSet<String>,
+    /// The other nodes, the shared clock, ids and log.
+    pub network: Arc<Network>,
+    /// This node's state, VFS and SQLite live here.
     pub data_dir: PathBuf,
-    pub clock: Clock,
-    next_id: AtomicU64,
+    pub clock: Arc<Clock>,
     pub processes: Mutex<HashMap<String, ProcessEntry>>,
     /// Who may message whom (set once the manifest is read).
     pub caps: RwLock<Capabilities>,
@@ -92,7 +95,6 @@ pub struct Kernel {
     waiters: Mutex<HashMap<(String, u64), oneshot::Sender<Delivery>>>,
     /// Requests from processes that expect a response: (requester, id) → the request.
     outstanding: Mutex<HashMap<(String, u64), Envelope>>,
-    logs: Mutex<Vec<LogLine>>,
     /// Timers on the virtual clock: (due ms, seq) → the SetTimer request to answer.
     timers: Mutex<BTreeMap<(i64, u64), Envelope>>,
     pub timer_changed: Notify,
@@ -101,51 +103,49 @@ pub struct Kernel {
     pub busy: AtomicUsize,
     pub inflight: AtomicUsize,
     pub services: crate::services::Services,
-    pub quiet: bool,
 }
 
 impl Kernel {
+    /// A node alone on a network of its own, with `peers` simulated.
     pub fn new(node: String, peers: HashSet<String>, data_dir: PathBuf, quiet: bool) -> Arc<Kernel> {
+        Kernel::join(node, &Network::new(peers, quiet), data_dir)
+    }
+
+    /// A node on `network`, keeping its state, VFS and SQLite in `data_dir`.
+    pub fn join(node: String, network: &Arc<Network>, data_dir: PathBuf) -> Arc<Kernel> {
         let services = crate::services::Services::new(&data_dir);
-        Arc::new(Kernel {
+        let kernel = Arc::new(Kernel {
             node,
-            peers,
+            network: network.clone(),
             data_dir,
-            clock: Clock::default(),
-            next_id: AtomicU64::new(1),
+            clock: network.clock.clone(),
             processes: Mutex::new(HashMap::new()),
             caps: RwLock::new(Capabilities::default()),
             private_callers: Mutex::new(HashSet::new()),
             waiters: Mutex::new(HashMap::new()),
             outstanding: Mutex::new(HashMap::new()),
-            logs: Mutex::new(Vec::new()),
             timers: Mutex::new(BTreeMap::new()),
             timer_changed: Notify::new(),
             queued: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             inflight: AtomicUsize::new(0),
             services,
-            quiet,
-        })
+        });
+        network.join(&kernel);
+        kernel
     }
 
     pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::SeqCst)
+        self.network.next_id()
     }
 
     pub fn log(&self, process: &str, text: &str) {
-        let mut logs = self.logs.lock().unwrap();
-        let seq = logs.len() as u64;
-        if !self.quiet {
-            println!("[{process}] {text}");
-        }
-        logs.push(LogLine { seq, process: process.to_string(), text: text.to_string() });
+        self.network.log(&self.node, process, text);
     }
 
+    /// The log of every node devnode runs.
     pub fn logs_since(&self, since: u64) -> (u64, Vec<LogLine>) {
-        let logs = self.logs.lock().unwrap();
-        let start = (since as usize).min(logs.len());
-        (logs.len() as u64, logs[start..].to_vec())
+        self.network.logs_since(since)
     }
 
     /// Registers a one-shot waiter for the answer to request `id` sent from `from`.
@@ -229,6 +229,9 @@ impl Kernel {
             return (!caps.has_network(&source.process)).then(|| format!("{} may not send over the network (no request_networking)", source.process));
         }
         if source.node != self.node {
+            if !self.runs(&target.process) {
+                return Some(format!("{} messaged {}, which does not exist on {}", env.source, target.process, self.node));
+            }
             return (!caps.has_network(&target.process)).then(|| format!("{} may not receive from other nodes (no request_networking)", target.process));
         }
         let is_response = matches!(env.msg, Msg::Response { .. });
@@ -267,8 +270,43 @@ impl Kernel {
             self.refuse(env, &why);
             return;
         }
+        if env.target.node != self.node {
+            self.send_away(env);
+            return;
+        }
+        self.deliver(env);
+    }
+
+    /// A message for another node: that node's kernel takes it (and checks it as arriving from a
+    /// peer); a simulated peer's answer goes to the control API caller waiting for it; a request
+    /// to a simulated peer times out; an unknown or offline node is `Offline` at once.
+    fn send_away(self: &Arc<Self>, env: Envelope) {
+        let is_request = matches!(env.msg, Msg::Request { .. });
+        match self.network.reach(&self.node, &env.target.node) {
+            Reach::Node(kernel) => kernel.arrive(env),
+            Reach::Simulated if !is_request => {
+                let (target, id) = (env.target.clone(), env.id);
+                self.deliver_to_waiter(&target, id, Delivery::Message(env));
+            }
+            Reach::Simulated => {}
+            Reach::Offline if is_request => self.fail(env, ErrorKind::Offline),
+            Reach::Offline => self.log("kernel", &format!("dropped a response from {} to {}: the node is offline", env.source, env.target)),
+        }
+    }
+
+    /// A message from another node devnode runs, checked as a node checks what its peers send.
+    fn arrive(self: &Arc<Self>, env: Envelope) {
+        if let Some(why) = self.refusal(&env) {
+            self.refuse(env, &why);
+            return;
+        }
+        self.deliver(env);
+    }
+
+    /// Delivers a message for this node: to a process, a service, or a control API caller.
+    fn deliver(self: &Arc<Self>, env: Envelope) {
         if let Msg::Response { .. } = env.msg {
-            if env.target.node == self.node && self.processes.lock().unwrap().contains_key(&env.target.process) {
+            if self.processes.lock().unwrap().contains_key(&env.target.process) {
                 // Only an awaited answer is delivered; a late one is dropped.
                 if self.outstanding.lock().unwrap().remove(&(env.target.to_string(), env.id)).is_none() {
                     return;
@@ -278,14 +316,6 @@ impl Kernel {
             }
             let (target, id) = (env.target.clone(), env.id);
             self.deliver_to_waiter(&target, id, Delivery::Message(env));
-            return;
-        }
-        // A request.
-        if env.target.node != self.node {
-            if !self.peers.contains(&env.target.node) {
-                self.fail(env, ErrorKind::Offline);
-            }
-            // Simulated peers run no processes: the request times out.
             return;
         }
         let target_process = env.target.process.clone();
@@ -407,7 +437,8 @@ impl Kernel {
         self.queued.load(Ordering::SeqCst) == 0 && self.busy.load(Ordering::SeqCst) == 0 && self.inflight.load(Ordering::SeqCst) == 0
     }
 
-    /// Advances the virtual clock, fires due timers in order, and waits until the processes are idle.
+    /// Advances the virtual clock (every node's), fires due timers in order, and waits until the
+    /// processes of every node are idle.
     pub async fn advance(self: &Arc<Self>, secs: i64) {
         self.clock.advance(secs);
         // Time never runs backwards across a devnode restart on the same data dir.
@@ -415,9 +446,11 @@ impl Kernel {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut quiet_rounds = 0;
         while tokio::time::Instant::now() < deadline {
-            self.fire_due_timers();
+            for kernel in self.network.kernels() {
+                kernel.fire_due_timers();
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if self.is_quiet() {
+            if self.network.is_quiet() {
                 quiet_rounds += 1;
                 if quiet_rounds >= 5 {
                     break;

@@ -1,5 +1,6 @@
 //! `devnode --package <zip|dir> --data-dir <dir> --http-port <p> --control-port <p> --password <pw>
-//!  [--node operator.os] [--peer alice.os ...] [--package-id name:publisher] [--quiet]`
+//!  [--node operator.os] [--peer alice.os ...] [--peer-package bob.os=<zip|dir> ...]
+//!  [--package-id name:publisher] [--quiet]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ fn parse(args: Vec<String>) -> Result<devnode::Config, String> {
         password: String::new(),
         node: "operator.os".to_string(),
         peers: vec![],
+        peer_packages: vec![],
         quiet: false,
     };
     let mut it = args.into_iter();
@@ -28,6 +30,7 @@ fn parse(args: Vec<String>) -> Result<devnode::Config, String> {
             "--password" => config.password = value()?,
             "--node" => config.node = value()?,
             "--peer" => config.peers.push(value()?),
+            "--peer-package" => config.peer_packages.push(devnode::PeerPackage::parse(&value()?)?),
             "--quiet" => config.quiet = true,
             other => return Err(format!("unknown flag {other}")),
         }

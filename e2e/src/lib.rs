@@ -111,6 +111,8 @@ pub struct Env {
     pub fake_url: String,
     cookie: String,
     peers: Vec<String>,
+    /// `--peer-package NODE=ZIP`: nodes that run a package of their own.
+    peer_packages: Vec<(String, PathBuf)>,
 }
 
 pub fn post(url: &str, body: &Value) -> Value {
@@ -152,6 +154,10 @@ impl Env {
     }
 
     fn start_package_in(data_dir: PathBuf, package: Package, scenario: &str, peers: &[String]) -> Env {
+        Env::start_nodes_in(data_dir, package, scenario, peers, &[])
+    }
+
+    fn start_nodes_in(data_dir: PathBuf, package: Package, scenario: &str, peers: &[String], peer_packages: &[(String, PathBuf)]) -> Env {
         let mut env = Env {
             devnode: None,
             fake: None,
@@ -165,6 +171,7 @@ impl Env {
             fake_url: String::new(),
             cookie: String::new(),
             peers: peers.to_vec(),
+            peer_packages: peer_packages.to_vec(),
         };
         env.start_devnode();
         let mut fake = Command::new(target().join("tools/fake-admin-api"));
@@ -186,6 +193,9 @@ impl Env {
         }
         for p in &self.peers {
             cmd.args(["--peer", p]);
+        }
+        for (node, zip) in &self.peer_packages {
+            cmd.args(["--peer-package", &format!("{node}={}", zip.display())]);
         }
         let (proc_, line) = Proc::start(cmd, "devnode ready");
         self.http = format!("{}/{}", field(&line, "http"), self.package.issuer);
@@ -455,5 +465,31 @@ impl Env {
             Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), r.into_string().unwrap_or_default()),
             Err(e) => panic!("POST /api: {e}"),
         }
+    }
+}
+
+/// The test-only peer-client package (`cargo xtask test-packages` builds it; `cargo xtask test`
+/// does so before the e2e suite).
+pub fn peer_client_zip() -> PathBuf {
+    target().join("test-packages/peer-client:test.os.zip")
+}
+
+pub const PEER_CLIENT: &str = "peer-client:peer-client:test.os";
+
+impl Env {
+    /// Like [`Env::start`], with more nodes that each run a package of their own
+    /// (`--peer-package NODE=ZIP`), e.g. `("alice.os", peer_client_zip())`.
+    pub fn start_with_peer_packages(name: &str, scenario: &str, peers: &[String], peer_packages: &[(&str, PathBuf)]) -> Env {
+        let data_dir = target().join("e2e").join(name);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let peer_packages: Vec<(String, PathBuf)> = peer_packages.iter().map(|(node, zip)| (node.to_string(), zip.clone())).collect();
+        Env::start_nodes_in(data_dir, Package::default_build(), scenario, peers, &peer_packages)
+    }
+
+    /// A local request to process `to` on `node` (a node devnode runs, e.g. a `--peer-package`
+    /// node) from a simulated local caller there.
+    pub fn local_on(&self, node: &str, to: &str, body: Value, timeout_secs: u64) -> Value {
+        post(&format!("{}/devnode/local", self.control), &json!({"node": node, "from": "probe:probe:sys", "to": to, "body": body, "timeout_secs": timeout_secs}))
     }
 }

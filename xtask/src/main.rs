@@ -7,6 +7,7 @@ mod paths;
 mod run;
 mod secrets;
 mod test;
+mod test_packages;
 mod ui;
 mod wit;
 
@@ -26,6 +27,9 @@ commands:
           write the package under that identity to target/pkg-identities/NODE/NAME/
           (README: Deploying as a drop-in); --relabel-only skips the build and relabels pkg/
   test    build the package, then run every test suite of the project
+  test-packages
+          build the test-only packages (tools/peer-client) into target/test-packages/,
+          for `cargo test -p e2e --test two_nodes`; `test` builds them itself
   bench   build the package, then print issuance, cost-series and dashboard figures
           (docs/benchmarks.md); `bench p2p` or `bench dashboard` runs one part";
 
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("build") => package::build_command(&args[1..]),
         Some("test") => test::run_all(),
+        Some("test-packages") => test_packages::build().map(|_| ()),
         Some("run") => run::run(&args[1..]),
         Some("bench") => test::bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {

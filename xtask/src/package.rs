@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::paths::{self, run};
 use crate::{component, identity, ui, wit, Result};
 
-const WASM_TARGET: &str = "wasm32-wasip1";
+pub const WASM_TARGET: &str = "wasm32-wasip1";
 const COMPONENT_BUDGET_BYTES: u64 = 1_500_000;
 const COLD_BUILD_GOAL_SECS: u64 = 8 * 60;
 
@@ -45,7 +45,7 @@ pub fn package_id(metadata: &[u8]) -> Result<String> {
     }
 }
 
-fn ensure_wasm_target() -> Result<()> {
+pub fn ensure_wasm_target() -> Result<()> {
     let output = std::process::Command::new("rustc").args(["--print", "target-libdir", "--target", WASM_TARGET]).output();
     let installed = output
         .ok()

@@ -25,7 +25,7 @@ fn cargo_test(packages: &[&str]) -> Command {
 /// Every test suite of the project, in order.
 fn suites() -> Vec<Suite> {
     vec![
-        Suite { name: "shared-types (unit, property, fixture)", command: || cargo_test(&["shared-types"]) },
+        Suite { name: "shared-types and key client (unit, property, fixture)", command: || cargo_test(&["shared-types", "anthropic-key-client"]) },
         Suite { name: "xtask", command: || cargo_test(&["xtask"]) },
         Suite { name: "devnode and fake-admin-api (unit)", command: || cargo_test(&["devnode", "fake-admin-api"]) },
         Suite { name: "dashboard (Vitest unit)", command: crate::ui::unit_tests },
@@ -94,6 +94,8 @@ pub fn run_all() -> Result<()> {
     ensure_chromium()?;
     crate::package::build()?;
     build_tools()?;
+    // The e2e suite runs them on a second node (two_nodes.rs).
+    crate::test_packages::build()?;
     let mut results = vec![];
     for suite in suites() {
         println!("\nxtask: running {}", suite.name);
