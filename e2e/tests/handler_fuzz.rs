@@ -19,7 +19,7 @@ const MARK: &str = "fuzzSECRET";
 /// generated argument is wrong for them and must be refused.
 const REFUSING_CALLS: &[&str] = &[
     "AddKey", "RetireKey", "RemoveKey", "MatchKey", "PrepareWorkspace", "TestKey", "KeyDetail", "UpdateSettings",
-    "SetAdminKey", "ClearAdminKey", "TestConnection", "GetCheck", "PollNow",
+    "SetAdminKey", "ClearAdminKey", "TestConnection", "GetCheck", "PollNow", "Export",
 ];
 /// Calls that read and may accept a generated argument (a query whose fields are all optional),
 /// or ignore it (reads that take no argument). Either way they change nothing.

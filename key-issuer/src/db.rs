@@ -20,6 +20,8 @@ use shared_types::sql::{opt_text, text};
 use shared_types::wit_api::rfc3339;
 use shared_types::{MicroUsd, Timestamp};
 
+mod node_requests;
+
 const DB_NAME: &str = "key-issuer";
 const DB_TIMEOUT_SECS: u64 = 10;
 
@@ -48,6 +50,14 @@ const MIGRATIONS: &[&[&str]] = &[
     &["CREATE TABLE key_costs (key_id INTEGER NOT NULL, day_start INTEGER NOT NULL, source TEXT NOT NULL, micro_usd INTEGER NOT NULL, PRIMARY KEY (key_id, day_start, source))"],
     // 3: the audit log is pruned by time (retention setting).
     &["CREATE INDEX audit_log_by_time ON audit_log (at)"],
+    // 4: alerts, one row per raise, with the time it was cleared (`alerts.rs`).
+    &[
+        "CREATE TABLE alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, alert TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, raised_at INTEGER NOT NULL, cleared_at INTEGER)",
+        "CREATE INDEX alerts_open ON alerts (cleared_at, alert)",
+        "CREATE INDEX alerts_by_kind ON alerts (kind, id)",
+    ],
+    // 5: approval requests of the issuance policy (`db/node_requests.rs`).
+    &[node_requests::CREATE_TABLE],
 ];
 
 /// Workspace id stored for the default workspace (the Admin API's null).
@@ -64,20 +74,20 @@ fn db_error(what: &str, e: impl std::fmt::Display) -> String {
     format!("database error while {what}: {e}")
 }
 
-fn int(row: &HashMap<String, Value>, column: &str) -> DbResult<i64> {
+pub(crate) fn int(row: &HashMap<String, Value>, column: &str) -> DbResult<i64> {
     row.get(column)
         .and_then(Value::as_i64)
         .ok_or_else(|| format!("database row lacks integer column {column}"))
 }
 
-fn string(row: &HashMap<String, Value>, column: &str) -> DbResult<String> {
+pub(crate) fn string(row: &HashMap<String, Value>, column: &str) -> DbResult<String> {
     row.get(column)
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| format!("database row lacks text column {column}"))
 }
 
-fn timestamp(secs: i64) -> DbResult<Timestamp> {
+pub(crate) fn timestamp(secs: i64) -> DbResult<Timestamp> {
     chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| format!("database holds an impossible time {secs}"))
 }
 
@@ -108,11 +118,11 @@ impl Db {
         Ok(())
     }
 
-    async fn write(&self, statement: String, what: &str) -> DbResult<()> {
+    pub(crate) async fn write(&self, statement: String, what: &str) -> DbResult<()> {
         self.conn.write(statement, vec![], None).await.map_err(|e| db_error(what, e))
     }
 
-    async fn read(&self, query: String, what: &str) -> DbResult<Vec<HashMap<String, Value>>> {
+    pub(crate) async fn read(&self, query: String, what: &str) -> DbResult<Vec<HashMap<String, Value>>> {
         self.conn.read(query, vec![]).await.map_err(|e| db_error(what, e))
     }
 

@@ -3,8 +3,11 @@
 //!
 //! Handlers are thin: they check who is calling, call `shared_types` logic, and persist.
 
+mod alerts;
 mod db;
+mod exports;
 mod homepage;
+mod issuance_policy;
 mod log;
 
 use std::collections::HashSet;
@@ -76,6 +79,10 @@ struct Runtime {
     audit_pruned_at: Option<Timestamp>,
     /// Checks the dashboard started and follows (`GetCheck`).
     checks: Checks,
+    /// Open alerts, and their writes and webhook posts in progress (`alerts.rs`).
+    alerts: alerts::Alerts,
+    /// Approval requests and counted refusals of the issuance policy.
+    policy: issuance_policy::PolicyRuntime,
 }
 
 /// Slow work a dashboard call starts and answers before it ends (the node gives an HTTP request
@@ -252,6 +259,7 @@ impl KeyIssuer {
         }
         self.rt.hourly = hourly;
         self.rt.models_seen = db.models_seen().await?.into_iter().collect();
+        self.rt.policy.requests = shared_types::policy::Requests::restore(db.load_node_requests().await?);
         log::info(&format!("restored {count} issued nodes and {} keys", self.pool.keys().count()));
         Ok(db)
     }
@@ -279,6 +287,7 @@ impl KeyIssuer {
     /// Retires every key that is due, on our own clock; the poller sets their Admin API status.
     fn sweep(&mut self, at: Timestamp) {
         let retired = self.pool.sweep(at);
+        self.evaluate_alerts(at);
         if retired.is_empty() {
             return;
         }
@@ -323,6 +332,7 @@ impl KeyIssuer {
             self.audit(actor, "retired key active again", &format!("key {key}: the organization holds it as active"), "its status will be set again");
         }
         self.save();
+        self.evaluate_alerts(now());
     }
 
     /// The issuer's own expiry timer: retires keys when they expire, without waiting for a
@@ -389,6 +399,7 @@ impl KeyIssuer {
         }
         self.save();
         self.audit("operator", action, &format!("key {key}"), outcome);
+        self.evaluate_alerts(at);
         self.wake_poller_for_work();
         Ok(self.key_view(key, at).expect("the key exists"))
     }
@@ -410,6 +421,7 @@ impl KeyIssuer {
             workspace_per_key: s.workspace_per_key,
             archive_workspace_on_retire: s.archive_workspace_on_retire,
             audit_retention_days: s.audit_retention_days,
+            issuance: s.issuance.clone(),
             alerts: shared_types::alerts::AlertSettingsView::of(&s.alerts),
         }
     }
@@ -472,6 +484,8 @@ impl KeyIssuer {
             RateDecision::Allowed { .. } => {}
         }
         self.db().await?;
+        // Who may get a key (operator's policy), before any issuance.
+        self.apply_issuance_policy(&node).await?;
         // A repeat request while the first is being committed waits for that commit; it never
         // carries a key whose issuance might still be undone.
         let mut waited = 0;
@@ -724,7 +738,10 @@ impl KeyIssuer {
         self.save();
         homepage::add_tile();
         match self.db().await {
-            Ok(_) => log::info("ready"),
+            Ok(_) => {
+                log::info("ready");
+                self.load_alerts().await;
+            }
             Err(e) => log::warn(&format!("starting without storage: {e}")),
         }
         self.reprice_if_pending().await;
@@ -1191,6 +1208,7 @@ impl KeyIssuer {
         self.pool.set_issue_unmatched(self.settings.issue_unmatched_keys);
         self.save();
         self.audit("operator", "settings changed", &body_keys(&body), "saved");
+        self.evaluate_alerts(now());
         let mut problems = vec![];
         if base_url_changed && self.admin_key.is_some() {
             self.admin_key = None;
@@ -1352,6 +1370,102 @@ impl KeyIssuer {
         let entries = db.audit_page(query.before_seq, limit).await?;
         let next_before_seq = if entries.len() as u64 == limit { entries.last().map(|e| e.seq) } else { None };
         Ok(AuditPage { entries, next_before_seq })
+    }
+
+    /// `{"Export": {"what": "key_costs" | "nodes" | "audit", ...}}`: one chunk of a CSV export
+    /// and the cursor of the next (`exports.rs`).
+    #[http]
+    async fn export(&mut self, arg: serde_json::Value) -> Result<shared_types::export::ExportChunk, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
+        let query: shared_types::export::ExportQuery = match read_arg(arg) {
+            Ok(query) => query,
+            Err(refused) => return refused,
+        };
+        self.export_chunk(&query).await.map_err(|(status, e)| {
+            hyperapp::set_response_status(status);
+            e
+        })
+    }
+
+    // ----- issuance policy: approval requests (docs/http-api.md, "Requests") -----
+
+    /// `{"ListRequests": {"status": "pending", "offset": 0, "limit": 100}}`
+    #[http]
+    async fn list_requests(&mut self, arg: serde_json::Value) -> Result<shared_types::policy::RequestsPage, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
+        let query: shared_types::policy::RequestsQuery = match read_arg(arg) {
+            Ok(query) => query,
+            Err(refused) => return refused,
+        };
+        // The requests are rebuilt from storage when it opens.
+        if let Err(e) = self.db().await {
+            return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        Ok(self.requests_page(&query))
+    }
+
+    /// `{"ApproveNode": "alice.os"}`: the node gets its key at its next request (approval mode).
+    #[http]
+    async fn approve_node(&mut self, arg: serde_json::Value) -> Result<shared_types::policy::NodeRequestView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
+        let node: String = match read_arg(arg) {
+            Ok(node) => node,
+            Err(refused) => return refused,
+        };
+        self.decide_node(&node, shared_types::policy::RequestStatus::Approved).await
+    }
+
+    /// `{"DenyNode": "alice.os"}`: the node's requests are answered `not allowed` (approval mode).
+    #[http]
+    async fn deny_node(&mut self, arg: serde_json::Value) -> Result<shared_types::policy::NodeRequestView, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
+        let node: String = match read_arg(arg) {
+            Ok(node) => node,
+            Err(refused) => return refused,
+        };
+        self.decide_node(&node, shared_types::policy::RequestStatus::Denied).await
+    }
+
+    /// `{"ListAlerts": {"kind"?, "state"?, "before_id"?, "limit"?}}`: open alerts, history, webhook.
+    #[http]
+    async fn list_alerts(&mut self, arg: serde_json::Value) -> Result<shared_types::alerts::AlertsPage, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
+        let query: shared_types::alerts::AlertQuery = match read_arg(arg) {
+            Ok(query) => query,
+            Err(refused) => return refused,
+        };
+        if let Err(e) = query.validate() {
+            return http_result(Err(e.to_string()), StatusCode::BAD_REQUEST);
+        }
+        let page = self.alerts_page(query).await;
+        http_result(page, StatusCode::SERVICE_UNAVAILABLE)
+    }
+
+    /// `{"SendTestAlert": null}`: posts a test alert to the webhook in the background.
+    #[http]
+    async fn send_test_alert(&mut self, arg: serde_json::Value) -> Result<(), String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
+        if let Err(refused) = read_arg::<(), _>(arg) {
+            return refused;
+        }
+        let sent = self.queue_test_alert().await;
+        let status = if self.settings.alerts.webhook_url.is_none() { StatusCode::CONFLICT } else { StatusCode::SERVICE_UNAVAILABLE };
+        if sent.is_ok() {
+            self.audit("operator", "send test alert", "", "queued");
+        }
+        http_result(sent, status)
     }
 
     /// Any API path or method without a JSON body lands here.

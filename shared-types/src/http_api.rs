@@ -64,6 +64,12 @@ pub struct Settings {
     /// Audit entries older than this many days are deleted.
     #[serde(default = "default_audit_retention_days")]
     pub audit_retention_days: u32,
+    /// Who may get a key: mode, allowlist and denylist (`crate::policy`).
+    #[serde(default)]
+    pub issuance: crate::policy::IssuancePolicy,
+    /// Budget thresholds, pool-low threshold and webhook (`crate::alerts`).
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 fn default_audit_retention_days() -> u32 {
@@ -103,6 +109,8 @@ impl Default for Settings {
             workspace_per_key: false,
             archive_workspace_on_retire: false,
             audit_retention_days: default_audit_retention_days(),
+            issuance: crate::policy::IssuancePolicy::default(),
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }
@@ -191,9 +199,14 @@ pub fn apply_settings_update(current: &Settings, body: &serde_json::Value) -> Re
             "workspace_per_key",
             "archive_workspace_on_retire",
             "audit_retention_days",
+            "alerts",
+            "issuance_policy",
+            "allowlist",
+            "denylist",
         ],
     )?;
     let mut next = current.clone();
+    next.issuance = current.issuance.apply_update(&obj)?;
     if let Some(url) = string_field(&obj, "admin_api_base_url")? {
         crate::admin_api::AdminApiBase::parse(url).map_err(|e| invalid("admin_api_base_url", e.to_string()))?;
         next.poller.admin_api_base_url = url.trim().trim_end_matches('/').to_string();
@@ -260,6 +273,9 @@ pub fn apply_settings_update(current: &Settings, body: &serde_json::Value) -> Re
             return Err(invalid("audit_retention_days", "must be between 1 and 3650"));
         }
         next.audit_retention_days = days as u32;
+    }
+    if let Some(alerts) = obj.get("alerts") {
+        next.alerts = crate::alerts::apply_alert_settings_update(&current.alerts, alerts).map_err(|e| invalid("alerts", e.to_string()))?;
     }
     Ok(next)
 }
@@ -609,6 +625,10 @@ pub struct SettingsView {
     pub workspace_per_key: bool,
     pub archive_workspace_on_retire: bool,
     pub audit_retention_days: u32,
+    /// `issuance_policy`, `allowlist`, `denylist`.
+    #[serde(flatten)]
+    pub issuance: crate::policy::IssuancePolicy,
+    pub alerts: crate::alerts::AlertSettingsView,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

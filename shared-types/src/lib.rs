@@ -4,11 +4,14 @@
 //! The two processes adapt platform messages to these types and back.
 
 pub mod admin_api;
+pub mod alerts;
 pub mod checks;
 pub mod cost;
+pub mod export;
 pub mod http_api;
 pub mod messages;
 pub mod money;
+pub mod policy;
 pub mod pool;
 pub mod price;
 pub mod ratelimit;

@@ -9,14 +9,19 @@ import { NodesView } from './views/Nodes';
 import { SettingsView } from './views/Settings';
 import { StatusView } from './views/Status';
 import { AuditView } from './views/Audit';
+import { AlertsView } from './views/Alerts';
+import { AlertBanner } from './AlertBanner';
+import { RequestsView } from './views/Requests';
 
 const NAV: [string, string][] = [
   ['overview', 'Overview'],
   ['keys', 'Keys'],
   ['nodes', 'Nodes'],
+  ['requests', 'Requests'],
   ['settings', 'Settings'],
   ['status', 'Status'],
   ['audit', 'Audit log'],
+  ['alerts', 'Alerts'],
 ];
 
 function currentRoute(): string[] {
@@ -51,11 +56,17 @@ export function App() {
     case 'nodes':
       view = <NodesView />;
       break;
+    case 'requests':
+      view = <RequestsView />;
+      break;
     case 'settings':
       view = <SettingsView />;
       break;
     case 'status':
       view = <StatusView />;
+      break;
+    case 'alerts':
+      view = <AlertsView />;
       break;
     case 'audit':
       view = <AuditView />;
@@ -93,6 +104,7 @@ export function App() {
           </button>
         </div>
       )}
+      {!loggedOut && <AlertBanner route={route.join('/')} />}
       <main id="main" tabIndex={-1}>
         {view}
       </main>

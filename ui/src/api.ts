@@ -128,7 +128,7 @@ export interface PriceTable {
   [other: string]: unknown;
 }
 
-export interface Settings {
+export interface Settings extends IssuancePolicySettings {
   admin_key_set: boolean;
   admin_key_prefix: string | null;
   admin_api_base_url: string;
@@ -329,4 +329,157 @@ export const api = {
   status: () => call<Status>('Status'),
   pollNow: () => call<null>('PollNow'),
   audit: (beforeSeq: number | null) => call<AuditPage>('AuditLog', { before_seq: beforeSeq, limit: 100 }),
+};
+
+// ----- issuance policy: who may get a key (docs/http-api.md, "Issuance policy" and "Requests") -----
+
+export type PolicyMode = 'open' | 'allowlist' | 'approval';
+
+/** The policy part of Settings; `allowlist` and `denylist` hold node names and `*.suffix` patterns. */
+export interface IssuancePolicySettings {
+  issuance_policy: PolicyMode;
+  allowlist: string[];
+  denylist: string[];
+}
+
+export type RequestStatus = 'pending' | 'approved' | 'denied';
+
+export interface NodeRequest {
+  node: string;
+  status: RequestStatus;
+  requested_at: string;
+  decided_at: string | null;
+  holds_key: boolean;
+}
+
+export interface RequestsPage {
+  total: number;
+  pending_total: number;
+  pending_cap: number;
+  requests: NodeRequest[];
+}
+
+export const policyApi = {
+  listRequests: (q: { status: RequestStatus | null; offset?: number; limit?: number }) =>
+    call<RequestsPage>('ListRequests', { status: q.status, offset: q.offset ?? 0, limit: q.limit ?? 100 }),
+  approveNode: (node: string) => call<NodeRequest>('ApproveNode', node),
+  denyNode: (node: string) => call<NodeRequest>('DenyNode', node),
+};
+
+// ----- CSV exports (docs/http-api.md, "Export") -----
+
+export type ExportKind = 'key_costs' | 'nodes' | 'audit';
+export type ExportGranularity = 'hour' | 'day';
+
+export interface ExportQuery {
+  what: ExportKind;
+  /** Key costs only. */
+  granularity?: ExportGranularity;
+  /** Key costs and nodes: one key only. */
+  key?: number | null;
+}
+
+export interface ExportChunk {
+  /** Whole CSV lines; the first chunk opens with the header line. */
+  csv: string;
+  rows: number;
+  next_cursor: string | null;
+}
+
+/**
+ * Pages an export to its end with `fetchChunk` (one call per chunk), reporting the rows so far.
+ * Answers the chunks' texts in order; the caller joins them (a Blob takes the parts as they are).
+ */
+export async function collectExport(
+  fetchChunk: (cursor: string | null) => Promise<ExportChunk>,
+  onProgress: (rows: number) => void = () => {},
+): Promise<string[]> {
+  const parts: string[] = [];
+  let rows = 0;
+  let cursor: string | null = null;
+  do {
+    const chunk: ExportChunk = await fetchChunk(cursor);
+    if (chunk.next_cursor != null && chunk.next_cursor === cursor) throw new ApiError('The export did not advance.', 0);
+    parts.push(chunk.csv);
+    rows += chunk.rows;
+    onProgress(rows);
+    cursor = chunk.next_cursor;
+  } while (cursor != null);
+  return parts;
+}
+
+export const exportApi = {
+  chunk: (q: ExportQuery, cursor: string | null) =>
+    call<ExportChunk>('Export', { what: q.what, granularity: q.granularity ?? 'hour', key: q.key ?? null, cursor }),
+  /**
+   * The whole export as a CSV file: UTF-8 with a byte order mark, so that spreadsheet apps read
+   * names in any script correctly (the API's chunks carry none).
+   */
+  csvFile: async (q: ExportQuery, onProgress?: (rows: number) => void): Promise<Blob> => {
+    const parts = await collectExport((cursor) => exportApi.chunk(q, cursor), onProgress);
+    return new Blob(['\uFEFF', ...parts], { type: 'text/csv;charset=utf-8' });
+  },
+};
+
+// ----- alerts (docs/http-api.md, "Alerts") -----
+
+export type AlertSeverity = 'warning' | 'critical';
+export const ALERT_KINDS = ['budget', 'expires-soon', 'pool-empty', 'pool-low', 'admin-key-refused', 'retirement-stuck', 'poller-silent', 'unknown-model'] as const;
+export type AlertKind = (typeof ALERT_KINDS)[number];
+
+export interface AlertView {
+  /** Stable identity, e.g. `budget:k3:80`. */
+  alert: string;
+  kind: AlertKind;
+  key: number | null;
+  severity: AlertSeverity;
+  message: string;
+  raised_at: string;
+  cleared_at: string | null;
+}
+
+export interface AlertEntry extends AlertView {
+  id: number;
+}
+
+export interface WebhookDelivery {
+  at: string;
+  delivered: boolean;
+  outcome: string;
+  attempts: number;
+}
+
+export interface AlertsPage {
+  open: AlertView[];
+  history: AlertEntry[];
+  next_before_id: number | null;
+  webhook_set: boolean;
+  webhook_hint: string | null;
+  last_delivery: WebhookDelivery | null;
+  deliveries_queued: number;
+}
+
+export interface AlertSettingsView {
+  budget_percents: number[];
+  pool_low_below: number;
+  webhook_set: boolean;
+  webhook_hint: string | null;
+}
+
+export interface AlertQuery {
+  kind?: AlertKind | null;
+  state?: 'open' | 'cleared' | null;
+  before_id?: number | null;
+  limit?: number;
+}
+
+export const alertsApi = {
+  list: (q: AlertQuery = {}) => call<AlertsPage>('ListAlerts', { kind: q.kind ?? null, state: q.state ?? null, before_id: q.before_id ?? null, limit: q.limit ?? 100 }),
+  /** The open alerts only (the banner): the history page is kept to one row. */
+  open: () => call<AlertsPage>('ListAlerts', { limit: 1 }),
+  sendTest: () => call<null>('SendTestAlert'),
+  /** `changes`: any of budget_percents, pool_low_below, webhook_url (null clears it). */
+  update: (changes: { budget_percents?: number[]; pool_low_below?: number; webhook_url?: string | null }) =>
+    call<Settings & { alerts: AlertSettingsView }>('UpdateSettings', { alerts: changes }),
+  settings: () => call<Settings & { alerts: AlertSettingsView }>('GetSettings'),
 };

@@ -1,8 +1,9 @@
-//! `cargo xtask bench [p2p|dashboard]`: p2p issuance throughput and latency through devnode, empty
+//! `cargo xtask bench [p2p|dashboard|export]`: p2p issuance throughput and latency through devnode, empty
 //! and with a million issued nodes and a year of hourly samples for 100 keys preloaded, and the
 //! cost-series endpoint over that year; then the dashboard's first render and zoom redraw in
-//! headless Chromium with a year of hourly cost for 100 keys and 10,000 node markers. Prints
-//! figures; goals are printed, never enforced.
+//! headless Chromium with a year of hourly cost for 100 keys and 10,000 node markers; the CSV
+//! exports over that year (`bench export` runs them alone). Prints figures; goals are printed,
+//! never enforced.
 
 use std::time::{Duration, Instant};
 
@@ -102,11 +103,91 @@ fn add_keys(env: &Env) {
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_default();
+    if which == "export" {
+        return exports_alone();
+    }
     if which != "dashboard" {
         p2p_and_cost_series();
     }
     if which != "p2p" {
         dashboard();
+    }
+}
+
+/// One export paged to its end as the dashboard pages it (default chunk size).
+struct ExportRun {
+    secs: f64,
+    rows: u64,
+    chunks: u64,
+    megabytes: f64,
+    slowest_chunk_ms: f64,
+}
+
+fn time_export(env: &Env, query: serde_json::Value) -> ExportRun {
+    let started = Instant::now();
+    let (mut rows, mut chunks, mut bytes, mut slowest) = (0, 0, 0, Duration::ZERO);
+    let mut cursor = serde_json::Value::Null;
+    loop {
+        let mut call = query.clone();
+        call["cursor"] = cursor;
+        let t = Instant::now();
+        let answer = env.api(json!({ "Export": call }));
+        slowest = slowest.max(t.elapsed());
+        let chunk = answer.get("Ok").unwrap_or_else(|| panic!("export {query}: {answer}"));
+        rows += chunk["rows"].as_u64().unwrap();
+        bytes += chunk["csv"].as_str().unwrap().len();
+        chunks += 1;
+        cursor = chunk["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    ExportRun { secs: started.elapsed().as_secs_f64(), rows, chunks, megabytes: bytes as f64 / 1e6, slowest_chunk_ms: slowest.as_secs_f64() * 1000.0 }
+}
+
+/// The CSV exports over a year of hourly samples for 100 keys: table rows of figures.
+fn export_figures(env: &Env) -> Vec<String> {
+    // The issuer rebuilds its maps from SQLite on the first call that needs storage: not the export's time.
+    let r = env.api(json!({"ListNodes": {"limit": 1}}));
+    assert!(r.get("Ok").is_some(), "{r}");
+    println!("bench: exporting a year of hourly cost for {KEYS} keys (3 times)");
+    let mut runs: Vec<ExportRun> = (0..3).map(|_| time_export(env, json!({"what": "key_costs", "granularity": "hour"}))).collect();
+    runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    let hourly = runs.swap_remove(1);
+    assert_eq!(hourly.rows, KEYS as u64 * HOURS as u64, "every key-hour exported once");
+    let daily = time_export(env, json!({"what": "key_costs", "granularity": "day"}));
+    println!("bench: exporting every issued node");
+    let node_rows = time_export(env, json!({"what": "nodes"}));
+    let row = |what: &str, run: &ExportRun, goal: &str| {
+        format!(
+            "| Export {what}: {} rows in {} chunks, {:.1} MB of CSV (slowest chunk {:.0} ms) | {:.2} s | {goal} |",
+            run.rows, run.chunks, run.megabytes, run.slowest_chunk_ms, run.secs
+        )
+    };
+    vec![
+        row("key costs per hour, all keys, one year (median of 3)", &hourly, "< 2 s"),
+        row("key costs per day, all keys, one year", &daily, "—"),
+        row("nodes with attributed cost", &node_rows, "—"),
+    ]
+}
+
+const EXPORT_NODES: usize = 10_000;
+
+/// `bench export`: the exports alone, with a year of hourly samples for 100 keys and
+/// 10,000 issued nodes preloaded (the full p2p run measures them with a million nodes).
+fn exports_alone() {
+    let mut env = Env::start("bench-export", "small.json", &[]);
+    add_keys(&env);
+    println!("bench: preloading {EXPORT_NODES} issued nodes and {HOURS} hourly samples for {KEYS} keys");
+    env.stop_devnode();
+    preload(&env, EXPORT_NODES);
+    env.start_devnode_again();
+    let figures = export_figures(&env);
+    println!();
+    println!("| measure | figure | goal |");
+    println!("| --- | --- | --- |");
+    for line in figures {
+        println!("{line}");
     }
 }
 
@@ -168,6 +249,8 @@ fn p2p_and_cost_series() {
         assert_eq!(r["Ok"]["nodes"].as_array().unwrap().len(), 100, "{r}");
     });
 
+    let exports = export_figures(&env);
+
     println!();
     println!("| measure | figure | goal |");
     println!("| --- | --- | --- |");
@@ -180,6 +263,9 @@ fn p2p_and_cost_series() {
     println!("| CostSeries, all keys, one year (median of 7) | {series_all:.1} ms | < 50 ms |");
     println!("| CostSeries, one key, one year (median of 7) | {series_key:.1} ms | < 50 ms |");
     println!("| ListNodes, newest 100 with attributed cost (median of 7) | {nodes_page:.1} ms | — |");
+    for line in exports {
+        println!("{line}");
+    }
     println!();
     println!("Latencies are measured by a client on loopback through devnode's control API (HTTP), with {CLIENTS} client threads.");
 }

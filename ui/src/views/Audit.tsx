@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { api, type AuditEntry } from '../api';
+import { ExportButton } from './ExportButton';
 import { formatTime, unixOf } from '../format';
 import { Empty, ErrorNote, Loading } from '../ui';
 
@@ -40,9 +41,12 @@ export function AuditView() {
     <>
       <div className="page-head">
         <h1>Audit log</h1>
-        <button type="button" onClick={() => load(null)}>
-          Refresh
-        </button>
+        <div className="head-actions">
+          <ExportButton what="audit" />
+          <button type="button" onClick={() => load(null)}>
+            Refresh
+          </button>
+        </div>
       </div>
       <div className="card">
         <label className="search">

@@ -1,5 +1,6 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import { api, type CheckResult, type KeyView } from '../api';
+import { ExportButton } from './ExportButton';
 import { displayKey, formatRelative, maskKey, parseUsdInput, unixOf } from '../format';
 import { Confirm, Empty, ErrorNote, errorText, Hint, LoadState, SecretInput, SpendCell, StatusBadge, useLoad, useNodeNow } from '../ui';
 
@@ -169,9 +170,12 @@ export function KeysView() {
     <>
       <div className="page-head">
         <h1>Keys</h1>
-        <button type="button" onClick={state.reload}>
-          Refresh
-        </button>
+        <div className="head-actions">
+          <ExportButton what="key_costs" />
+          <button type="button" onClick={state.reload}>
+            Refresh
+          </button>
+        </div>
       </div>
       <AddKeyForm
         onAdded={(k) => {

@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
 import { api, type NodeView } from '../api';
+import { ExportButton } from './ExportButton';
 import { displayKey, formatInt, formatTime, formatUsdAdaptive, unixOf } from '../format';
 import { HINTS } from '../hints';
 import { Empty, Hint, LoadState, useLoad } from '../ui';
@@ -57,9 +58,12 @@ export function NodesView() {
     <>
       <div className="page-head">
         <h1>Nodes</h1>
-        <button type="button" onClick={state.reload}>
-          Refresh
-        </button>
+        <div className="head-actions">
+          <ExportButton what="nodes" keyId={keyFilter} />
+          <button type="button" onClick={state.reload}>
+            Refresh
+          </button>
+        </div>
       </div>
       <div className="card">
         <div className="filters">

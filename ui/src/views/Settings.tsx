@@ -2,6 +2,8 @@ import { useState, type FormEvent } from 'react';
 import { api, type CheckResult, type PriceEntry, type Settings, type WorkspaceView } from '../api';
 import { displayKey, formatDuration, microToUsdString, parseUsdInput, usdStringToMicro } from '../format';
 import { errorText, FormResult, LoadState, SecretInput, useLoad } from '../ui';
+import { IssuancePolicyCard } from './IssuancePolicyCard';
+import { AlertSettingsCard } from './AlertSettings';
 
 function AdminKeyCard({ s, onChange }: { s: Settings; onChange: (s: Settings) => void }) {
   const [value, setValue] = useState('');
@@ -455,8 +457,10 @@ export function SettingsView() {
             <>
               <AdminKeyCard s={s} onChange={setCurrent} />
               <GeneralCard s={s} onChange={setCurrent} />
+              <IssuancePolicyCard s={s} onChange={setCurrent} />
               {s.workspace_per_key && <WorkspacesCard />}
               <PriceCard s={s} onChange={setCurrent} />
+              <AlertSettingsCard />
             </>
           );
         }}

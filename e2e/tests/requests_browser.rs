@@ -1,0 +1,35 @@
+//! The issuance policy's screens in a real browser: runs `ui/browser-tests/requests.mjs`
+//! (playwright-core driving Debian's Chromium) against devnode with the built package and
+//! fake-admin-api: the policy card in Settings, the Requests view (approve, deny, decide in
+//! advance), and the p2p answers that follow. Requires `cargo xtask build` and Chromium at
+//! /usr/bin/chromium (`cargo xtask test` sees to both).
+
+use std::process::Command;
+
+use e2e::*;
+use serde_json::json;
+
+#[test]
+fn requests_view_in_chromium() {
+    let peers = ["bob.os", "carol.os", "spam.os", "ann.team"].map(str::to_string);
+    let env = Env::start("requests-browser", "truth.json", &peers);
+    env.configure_admin_api();
+    let r = env.add_key(json!({"secret": secret(1), "name": "k1", "node_cap": null}));
+    assert!(r.get("Ok").is_some(), "{r}");
+    let screenshots = root().join("target").join("screenshots");
+    let status = Command::new("node")
+        .arg(root().join("ui/browser-tests/requests.mjs"))
+        .current_dir(root().join("ui"))
+        .env("DASHBOARD_URL", format!("{}/", env.http))
+        .env("NODE_PASSWORD", PASSWORD)
+        .env("DEVNODE_CONTROL", &env.control)
+        .env("ISSUER_PROCESS", ISSUER)
+        .env("TEST_API_KEY", secret(1))
+        .env("SCREENSHOT_DIR", &screenshots)
+        .status()
+        .expect("running node (ui/ dependencies are installed by cargo xtask build)");
+    assert!(status.success(), "the browser test failed (see its output above)");
+    let logs = env.logs() + &env.process_output();
+    assert!(!logs.contains(&secret(1)), "a full API key was logged");
+    assert!(!logs.contains(ADMIN_KEY), "the admin key was logged");
+}
