@@ -215,13 +215,13 @@ impl CostPoller {
     /// For a dashboard call (the node answers 408 after 15 s): waits at most `INTERACTIVE_WAIT_MS`
     /// for a running tick to let go of the Admin API.
     async fn take_admin_api_interactively(&mut self) -> Result<(), String> {
-        let mut waited = 0;
+        // Measured on the clock, not in sleeps: on a busy node each timer round trip takes longer.
+        let started = now();
         while self.admin_api_in_use {
-            if waited >= INTERACTIVE_WAIT_MS {
+            if now() - started >= TimeDelta::milliseconds(INTERACTIVE_WAIT_MS as i64) {
                 return Err("the cost-poller is busy with a poll of the Admin API: try again in a minute".to_string());
             }
             let _ = hyperapp::sleep(50).await;
-            waited += 50;
         }
         self.admin_api_in_use = true;
         Ok(())

@@ -134,6 +134,8 @@ fn from_our_poller(source: &Address) -> bool {
 const NOT_FROM_POLLER: &str = "refused: only this package's cost-poller may send this message";
 const LOCAL_CALLER: &str = "refused: apps on this node use the WIT API (KeyStatus, PoolSummary), which never returns a secret";
 const TRY_AGAIN: &str = "try again";
+/// How long a repeat request waits for the first issuance of its node to commit.
+const REPEAT_WAIT_MS: i64 = 5000;
 const STORAGE_UNAVAILABLE: &str = "temporarily unavailable: storage did not answer, try again";
 
 /// Marks an HTTP answer as failed with `status`, passing the result through.
@@ -488,13 +490,14 @@ impl KeyIssuer {
         self.apply_issuance_policy(&node).await?;
         // A repeat request while the first is being committed waits for that commit; it never
         // carries a key whose issuance might still be undone.
-        let mut waited = 0;
+        // The wait is measured on the clock, not in sleeps: on a busy node each timer round trip
+        // takes longer than asked.
+        let started = now();
         while self.rt.pending_nodes.contains(&node) {
-            if waited >= 500 {
+            if now() - started >= chrono::TimeDelta::milliseconds(REPEAT_WAIT_MS) {
                 return Err(TRY_AGAIN.to_string());
             }
-            let _ = hyperapp::sleep(10).await;
-            waited += 1;
+            let _ = hyperapp::sleep(20).await;
         }
         // A key retired while its issuance was being committed is taken back and another drawn.
         for _ in 0..3 {

@@ -1,6 +1,6 @@
 // Browser test of the alerts in Debian's Chromium: the banner of open alerts on every view, the
 // Alerts view (open alerts, history, filters), and the alerts section of Settings (webhook, test
-// alert), against devnode + fake-admin-api started by `e2e/tests/alerts_browser.rs`, which leaves
+// alert), against devnode + fake-admin-api started by `tools/e2e/tests/alerts_browser.rs`, which leaves
 // the pool empty (an open critical alert) and runs a webhook receiver. Exits non-zero on the first
 // failed check; saves screenshots.
 
@@ -10,7 +10,7 @@ import { launchChromium } from './chromium.mjs';
 
 const env = (name) => {
   const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (this script is run by e2e/tests/alerts_browser.rs)`);
+  if (!v) throw new Error(`${name} is not set (this script is run by tools/e2e/tests/alerts_browser.rs)`);
   return v;
 };
 const APP = env('DASHBOARD_URL'); // http://127.0.0.1:P/<process id>/

@@ -1,5 +1,5 @@
 // Browser test of the dashboard in Debian's Chromium, against devnode + fake-admin-api started by
-// the Rust test `e2e/tests/dashboard.rs`, which passes their addresses in the environment.
+// the Rust test `tools/e2e/tests/dashboard.rs`, which passes their addresses in the environment.
 // Exits non-zero on the first failed check; saves a screenshot of every view.
 
 import { mkdirSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { launchChromium } from './chromium.mjs';
 
 const env = (name) => {
   const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (this script is run by e2e/tests/dashboard.rs)`);
+  if (!v) throw new Error(`${name} is not set (this script is run by tools/e2e/tests/dashboard.rs)`);
   return v;
 };
 const APP = env('DASHBOARD_URL'); // http://127.0.0.1:P/<process id>/

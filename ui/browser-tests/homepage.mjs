@@ -1,11 +1,11 @@
 // The homepage widget in Chromium, rendered as the node's homepage renders an HTML widget: an
 // iframe whose srcdoc is the widget, on the node's origin (so its script reads the API with the
-// login cookie). Run by e2e/tests/homepage.rs with the widget HTML and what the pool holds.
+// login cookie). Run by tools/e2e/tests/homepage.rs with the widget HTML and what the pool holds.
 import { launchChromium } from './chromium.mjs';
 
 const env = (name) => {
   const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (this script is run by e2e/tests/homepage.rs)`);
+  if (!v) throw new Error(`${name} is not set (this script is run by tools/e2e/tests/homepage.rs)`);
   return v;
 };
 const APP = env('DASHBOARD_URL');

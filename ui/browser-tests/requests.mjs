@@ -1,5 +1,5 @@
 // Browser test of the issuance policy's screens in Debian's Chromium: the policy card in Settings
-// and the Requests view, against devnode + fake-admin-api started by `e2e/tests/requests_browser.rs`
+// and the Requests view, against devnode + fake-admin-api started by `tools/e2e/tests/requests_browser.rs`
 // (which also adds a key). Exits non-zero on the first failed check; saves screenshots.
 
 import { mkdirSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { launchChromium } from './chromium.mjs';
 
 const env = (name) => {
   const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (this script is run by e2e/tests/requests_browser.rs)`);
+  if (!v) throw new Error(`${name} is not set (this script is run by tools/e2e/tests/requests_browser.rs)`);
   return v;
 };
 const APP = env('DASHBOARD_URL'); // http://127.0.0.1:P/<process id>/

@@ -199,6 +199,25 @@ mod tests {
         assert!(package_id(br#"{"properties":{"package_name":""}}"#).is_err());
     }
 
+    /// kit (src/build/mod.rs) builds every top-level folder holding `src/lib.rs`, `src/lib.py` or
+    /// `src/lib.js` as a process, and names its wasm after the folder: those folders must be
+    /// exactly the manifest's processes, so `kit build` works on this repo as it is.
+    #[test]
+    fn kit_finds_exactly_the_manifests_processes() {
+        let root = paths::root();
+        let mut kit_processes: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|dir| ["src/lib.rs", "src/lib.py", "src/lib.js"].iter().any(|src| dir.join(src).exists()))
+            .map(|dir| format!("{}.wasm", dir.file_name().unwrap().to_string_lossy()))
+            .collect();
+        kit_processes.sort();
+        let manifest = std::fs::read(root.join("pkg/manifest.json")).unwrap();
+        let mut wasm: Vec<String> = manifest_processes(&manifest).unwrap().into_iter().map(|p| p.wasm_path).collect();
+        wasm.sort();
+        assert_eq!(kit_processes, wasm, "top-level folders kit would build as processes");
+    }
+
     #[test]
     fn the_real_manifest_names_both_processes() {
         let manifest = std::fs::read(paths::root().join("pkg/manifest.json")).unwrap();

@@ -242,7 +242,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         println!("xtask: running against the real Admin API; no demo data is added");
     } else {
-        let scenario = paths::root().join("fake-admin-api/scenarios/demo.json");
+        let scenario = paths::root().join("tools/fake-admin-api/scenarios/demo.json");
         let mut fake = Command::new(paths::target().join("tools/fake-admin-api"));
         fake.args(["--scenario", &scenario.to_string_lossy(), "--port", "0", "--clock-url", &control]);
         if !options.verbose {

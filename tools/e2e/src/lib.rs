@@ -15,7 +15,7 @@ pub const ADMIN_KEY: &str = "sk-ant-admin01-TESTadminkeyabcdefghijklmnop0001";
 pub const PASSWORD: &str = "test-password";
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("e2e lives in tools/").to_path_buf()
 }
 
 fn target() -> PathBuf {
@@ -175,7 +175,7 @@ impl Env {
         };
         env.start_devnode();
         let mut fake = Command::new(target().join("tools/fake-admin-api"));
-        fake.args(["--scenario", root().join("fake-admin-api/scenarios").join(scenario).to_str().unwrap(), "--port", "0", "--clock-url", &env.control]);
+        fake.args(["--scenario", root().join("tools/fake-admin-api/scenarios").join(scenario).to_str().unwrap(), "--port", "0", "--clock-url", &env.control]);
         let (proc_, line) = Proc::start(fake, "fake-admin-api ready");
         env.fake = Some(proc_);
         env.fake_url = field(&line, "url");
@@ -359,7 +359,7 @@ pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 
 impl Env {
     /// Like [`Env::start`], but devnode starts on a fresh copy (in `target/e2e/<name>`) of the data
-    /// dir `data`, e.g. a saved data dir of an older release (`e2e/fixtures/`). With
+    /// dir `data`, e.g. a saved data dir of an older release (`tools/e2e/fixtures/`). With
     /// `resume_clock_at_ms` (unix ms) the virtual clock resumes at that time instead of running on
     /// from the saved offset, so that the run does not depend on the day it runs.
     pub fn start_with_data(name: &str, data: &Path, scenario: &str, peers: &[String], resume_clock_at_ms: Option<i64>) -> Env {

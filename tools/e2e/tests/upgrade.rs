@@ -1,7 +1,7 @@
 //! Upgrade from the previous release: the current package on the current devnode must load a data
 //! dir saved by release aee7256 (its key-issuer and cost-poller state and its SQLite database) and
 //! go on from it, and the upgraded data dir must load again. The fixture and what the old release
-//! showed before it was shut down are in `e2e/fixtures/release-aee7256/` (see its README).
+//! showed before it was shut down are in `tools/e2e/fixtures/release-aee7256/` (see its README).
 //! Requires `cargo xtask build` (cargo xtask test runs it first).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use e2e::*;
 use serde_json::{json, Value};
 
-const FIXTURE: &str = "e2e/fixtures/release-aee7256";
+const FIXTURE: &str = "tools/e2e/fixtures/release-aee7256";
 /// What release aee7256 answered for a key retired before it was matched to an Admin API id.
 const OLD_NOT_NEEDED: &str = "not needed (key not resolved)";
 /// What the current release says for it: the retirement waits for the match.

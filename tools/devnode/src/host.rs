@@ -14,7 +14,7 @@ use crate::kernel::{Kernel, VirtualWallClock};
 use crate::types::{Addr, Blob, Cap, Delivery, Envelope, ErrorKind, Msg};
 
 wasmtime::component::bindgen!({
-    path: "../target/wit",
+    path: "../../target/wit",
     world: "process-v1",
     async: true,
     trappable_imports: true,
