@@ -11,7 +11,7 @@ const env = (name) => {
 const APP = env('DASHBOARD_URL');
 const PASSWORD = env('NODE_PASSWORD');
 const WIDGET = env('WIDGET_HTML');
-const EXPECT = env('EXPECT'); // "empty" or "one-key"
+const EXPECT = env('EXPECT'); // "empty", "one-key" or "pool-empty-alert"
 
 const browser = await launchChromium();
 const problems = [];
@@ -37,7 +37,10 @@ try {
   await widget.getByText('active keys').waitFor();
   const text = await widget.locator('body').innerText();
   const warns = (await widget.getByTestId('no-eligible-key').count()) === 1;
-  if (EXPECT === 'empty') {
+  const alerts = await widget.getByTestId('widget-alert').allInnerTexts();
+  if (EXPECT === 'pool-empty-alert') {
+    if (!warns || !alerts.some((a) => /no eligible key/.test(a))) throw new Error(`the open pool-empty alert is not shown: ${text}`);
+  } else if (EXPECT === 'empty') {
     if (!warns) throw new Error(`an empty pool shows no warning: ${text}`);
     if (!/\$0\.00\s*spent today/.test(text)) throw new Error(`spend today missing: ${text}`);
   } else {

@@ -43,6 +43,12 @@ fn the_issuer_adds_a_tile_whose_widget_shows_the_pool() {
     let r = env.add_key(json!({"secret": secret(1), "name": "k1", "node_cap": null}));
     assert!(r.get("Ok").is_some(), "{r}");
     run_widget("one-key");
+    // Retiring the only key empties the pool: the open alert shows on the widget too.
+    let key = r["Ok"]["id"].as_u64().unwrap();
+    assert!(env.api(json!({"RetireKey": key})).get("Ok").is_some());
+    let open = || env.api(json!({"ListAlerts": {"state": "open"}}))["Ok"]["open"].as_array().map_or(0, Vec::len);
+    env.eventually("the pool-empty alert raised", || open() > 0);
+    run_widget("pool-empty-alert");
 
     // The homepage forgets tiles at each boot: the issuer adds it again when it starts.
     env.restart_devnode();
