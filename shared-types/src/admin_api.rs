@@ -28,8 +28,9 @@ pub enum AdminApiError {
     Malformed { endpoint: &'static str, detail: String },
 }
 
-/// Replaces anything shaped like an Anthropic key and truncates, for text put in errors.
-pub fn redact(text: &str) -> String {
+/// Replaces anything shaped like an Anthropic key (`sk-ant-...`): the one masking every text
+/// that may quote input goes through (errors, audit details, alert messages).
+pub fn mask_key_shaped(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(pos) = rest.find("sk-ant-") {
@@ -40,6 +41,12 @@ pub fn redact(text: &str) -> String {
         rest = &tail[end..];
     }
     out.push_str(rest);
+    out
+}
+
+/// Masks anything shaped like an Anthropic key and truncates, for text put in errors.
+pub fn redact(text: &str) -> String {
+    let mut out = mask_key_shaped(text);
     if out.chars().count() > 200 {
         out = out.chars().take(200).collect::<String>() + "…";
     }

@@ -481,28 +481,13 @@ impl AlertBook {
 /// The JSON a Slack and a Discord incoming webhook both accept: Slack reads `text`, Discord
 /// `content`. Anything key-shaped is masked, whatever the text's source.
 pub fn webhook_body(text: &str) -> serde_json::Value {
-    let masked = mask_secrets(text);
+    let masked = crate::admin_api::mask_key_shaped(text);
     let text: String = if masked.chars().count() > WEBHOOK_TEXT_MAX_CHARS {
         masked.chars().take(WEBHOOK_TEXT_MAX_CHARS).collect::<String>() + "…"
     } else {
         masked
     };
     serde_json::json!({ "text": text, "content": text })
-}
-
-/// Masks anything that starts like an Anthropic key (`sk-ant-...`).
-fn mask_secrets(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(pos) = rest.find("sk-ant-") {
-        out.push_str(&rest[..pos]);
-        out.push_str("sk-ant-[redacted]");
-        let tail = &rest[pos + "sk-ant-".len()..];
-        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(tail.len());
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The text posted for a transition, naming the node the app runs on.
@@ -573,7 +558,7 @@ impl AlertView {
             kind: condition.kind().to_string(),
             key: condition.key(),
             severity: condition.severity(),
-            message: mask_secrets(message),
+            message: crate::admin_api::mask_key_shaped(message),
             raised_at: rfc3339(raised_at),
             cleared_at: cleared_at.map(rfc3339),
         }

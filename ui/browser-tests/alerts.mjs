@@ -4,28 +4,18 @@
 // the pool empty (an open critical alert) and runs a webhook receiver. Exits non-zero on the first
 // failed check; saves screenshots.
 
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchChromium } from './chromium.mjs';
+import { settingsFrom, steps, viewer, watchPage } from './harness.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (this script is run by tools/e2e/tests/alerts_browser.rs)`);
-  return v;
-};
+const env = settingsFrom('tools/e2e/tests/alerts_browser.rs');
 const APP = env('DASHBOARD_URL'); // http://127.0.0.1:P/<process id>/
 const PASSWORD = env('NODE_PASSWORD');
 const WEBHOOK = env('WEBHOOK_URL');
 const NEW_KEY = env('TEST_API_KEY');
 const SHOTS = env('SCREENSHOT_DIR');
 
-mkdirSync(SHOTS, { recursive: true });
-
-let step = '';
-const log = (msg) => console.log(`alerts test: ${msg}`);
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed at "${step}": ${what}`);
-}
+const { at, log, check } = steps('alerts test');
 
 const browser = await launchChromium();
 const problems = [];
@@ -33,26 +23,17 @@ try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   // The refusal the test provokes on purpose (a bad webhook URL → HTTP 400) is expected; nothing else is.
-  let expectRefusal = false;
-  const refusal = (text) => expectRefusal && /status of 400/.test(text);
-  page.on('console', (m) => m.type() === 'error' && !refusal(m.text()) && problems.push(`console error on ${page.url()}: ${m.text()}`));
-  page.on('pageerror', (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
-  page.on('response', (r) => r.status() >= 400 && !(expectRefusal && r.status() === 400) && problems.push(`HTTP ${r.status()} for ${r.url()}`));
-  page.setDefaultTimeout(20_000);
-  const shot = async (name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-  const go = async (hash) => {
-    await page.goto(`${APP}#/${hash}`);
-    await page.locator('main h1').first().waitFor();
-  };
+  const refusals = watchPage(page, problems);
+  const { shot, go } = viewer(page, APP, SHOTS);
   const banner = page.getByTestId('alert-banner');
 
-  step = 'log in to the node';
+  at('log in to the node');
   await page.goto(APP);
   await page.fill('input[type=password]', PASSWORD);
   await Promise.all([page.waitForEvent('load'), page.keyboard.press('Enter')]);
   await page.locator('h1', { hasText: 'Overview' }).waitFor();
 
-  step = 'the banner shows the open alert on every view';
+  at('the banner shows the open alert on every view');
   for (const view of ['overview', 'keys', 'nodes', 'settings', 'status', 'audit']) {
     await go(view);
     await banner.getByText('no eligible key left').waitFor();
@@ -61,7 +42,7 @@ try {
   check((await banner.textContent()).includes('1 open alert'), `banner: ${await banner.textContent()}`);
   await shot('alerts-banner');
 
-  step = 'the banner leads to the Alerts view, reachable from the navigation too';
+  at('the banner leads to the Alerts view, reachable from the navigation too');
   await banner.getByRole('link', { name: 'See all alerts' }).click();
   await page.locator('main h1', { hasText: 'Alerts' }).waitFor();
   await go('overview');
@@ -73,7 +54,7 @@ try {
   await table.locator('tr[data-kind="pool-empty"]').first().waitFor();
   check((await table.locator('tbody tr').count()) >= 1, 'the history lists the raise');
 
-  step = 'the history filters by kind and state';
+  at('the history filters by kind and state');
   await page.getByTestId('alert-kind-filter').selectOption('budget');
   await page.getByText('No alert matches.').waitFor();
   await page.getByTestId('alert-kind-filter').selectOption('pool-empty');
@@ -85,15 +66,15 @@ try {
   await table.locator('tr[data-kind="pool-empty"]').first().waitFor();
   await shot('alerts-view');
 
-  step = 'settings: a plain-http webhook elsewhere is refused, a local one saved, the test alert sent';
+  at('settings: a plain-http webhook elsewhere is refused, a local one saved, the test alert sent');
   await go('settings');
   const card = page.getByTestId('alert-settings');
   await card.getByRole('heading', { name: 'Alerts' }).waitFor();
-  expectRefusal = true;
+  refusals.expecting(true);
   await card.getByTestId('webhook-url').fill('http://example.com/hook');
   await card.getByRole('button', { name: 'Save alert settings' }).click();
   await card.locator('.field-error', { hasText: 'https' }).waitFor();
-  expectRefusal = false;
+  refusals.expecting(false);
   await card.getByTestId('webhook-url').fill(WEBHOOK);
   await card.getByRole('button', { name: 'Save alert settings' }).click();
   await card.getByTestId('send-test-alert').waitFor();
@@ -104,7 +85,7 @@ try {
   await card.getByTestId('test-alert-note').getByText('Test alert sent').waitFor();
   await shot('alerts-settings');
 
-  step = 'a new key ends the alert: the banner goes, the history shows it cleared';
+  at('a new key ends the alert: the banner goes, the history shows it cleared');
   const added = await page.evaluate(async (secret) => {
     const r = await fetch('api', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ AddKey: { secret, name: 'fresh key', node_cap: null } }) });
     return r.status;
@@ -122,14 +103,14 @@ try {
   await table.locator('tr[data-kind="pool-empty"]').first().waitFor();
   await page.getByTestId('webhook-status').getByText('delivered').waitFor();
 
-  step = 'phone width';
+  at('phone width');
   await page.setViewportSize({ width: 390, height: 844 });
   await go('alerts');
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, `the Alerts view scrolls sideways by ${overflow}px at phone width`);
   await shot('alerts-phone');
 
-  step = 'no secret on any page';
+  at('no secret on any page');
   check(!(await page.content()).includes(NEW_KEY), 'the page holds the full API key');
 
   if (problems.length) throw new Error(`problems in the browser:\n${problems.join('\n')}`);

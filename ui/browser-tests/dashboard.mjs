@@ -2,15 +2,11 @@
 // the Rust test `tools/e2e/tests/dashboard.rs`, which passes their addresses in the environment.
 // Exits non-zero on the first failed check; saves a screenshot of every view.
 
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchChromium } from './chromium.mjs';
+import { settingsFrom, steps, viewer, watchPage } from './harness.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (this script is run by tools/e2e/tests/dashboard.rs)`);
-  return v;
-};
+const env = settingsFrom('tools/e2e/tests/dashboard.rs');
 const APP = env('DASHBOARD_URL'); // http://127.0.0.1:P/<process id>/
 const PASSWORD = env('NODE_PASSWORD');
 const CONTROL = env('DEVNODE_CONTROL');
@@ -20,13 +16,7 @@ const ADMIN_KEY = env('TEST_ADMIN_KEY');
 const SHOTS = env('SCREENSHOT_DIR');
 const NODE = 'alice.os';
 
-mkdirSync(SHOTS, { recursive: true });
-
-let step = '';
-const log = (msg) => console.log(`dashboard test: ${msg}`);
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed at "${step}": ${what}`);
-}
+const { at, log, check } = steps('dashboard test');
 async function control(path, body) {
   const r = await fetch(`${CONTROL}${path}`, { method: 'POST', body: JSON.stringify(body) });
   return r.json();
@@ -38,24 +28,15 @@ try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   // Refusals the test provokes on purpose (bad input → HTTP 400) are expected; nothing else is.
-  let expectRefusal = false;
-  const refusal = (text) => expectRefusal && /status of 400/.test(text);
-  page.on('console', (m) => m.type() === 'error' && !refusal(m.text()) && problems.push(`console error on ${page.url()}: ${m.text()}`));
-  page.on('pageerror', (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
-  page.on('response', (r) => r.status() >= 400 && !(expectRefusal && r.status() === 400) && problems.push(`HTTP ${r.status()} for ${r.url()}`));
-  page.setDefaultTimeout(20_000);
-  const shot = async (name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  const refusals = watchPage(page, problems);
+  const { shot, go } = viewer(page, APP, SHOTS);
   const noSecretOnPage = async () => {
     const html = await page.content();
     check(!html.includes(SECRET), 'the page holds the full API key');
     check(!html.includes(ADMIN_KEY), 'the page holds the full admin key');
   };
-  const go = async (hash) => {
-    await page.goto(`${APP}#/${hash}`);
-    await page.locator('main h1').first().waitFor();
-  };
 
-  step = 'unauthenticated page load is refused';
+  at('unauthenticated page load is refused');
   await page.goto(APP);
   await page.locator('input[type=password]').waitFor();
   check((await page.locator('#root').count()) === 0, 'the app page was served without a login');
@@ -68,13 +49,13 @@ try {
   check(loginPage && !anonymous.text.includes('masked_key'), `API answered without login: ${anonymous.type}`);
   await shot('login');
 
-  step = 'log in to the node';
+  at('log in to the node');
   await page.fill('input[type=password]', PASSWORD);
   await Promise.all([page.waitForEvent('load'), page.keyboard.press('Enter')]);
   await page.locator('h1', { hasText: 'Overview' }).waitFor();
   log('logged in');
 
-  step = 'settings: Admin API base URL and admin key, shown only by prefix';
+  at('settings: Admin API base URL and admin key, shown only by prefix');
   await go('settings');
   await page.getByLabel('Admin API base URL').fill(FAKE_API);
   await page.getByRole('button', { name: 'Save settings' }).click();
@@ -91,16 +72,16 @@ try {
   await shot('settings');
   log('admin key set, connection tested');
 
-  step = 'add a key and see it masked';
+  at('add a key and see it masked');
   await go('keys');
   await page.getByRole('button', { name: 'Add key' }).click();
   await page.getByTestId('add-key-error').waitFor(); // empty form: an inline error, nothing added
-  expectRefusal = true;
+  refusals.expecting(true);
   await page.locator('input[name=secret]').fill('sk-ant-api03-short');
   await page.getByLabel('Name').fill('bad key');
   await page.getByRole('button', { name: 'Add key' }).click();
   await page.getByTestId('add-key-error').getByText('secret').waitFor(); // the issuer's reason, shown inline
-  expectRefusal = false;
+  refusals.expecting(false);
   check((await page.getByTestId('keys-table').count()) === 0, 'a bad key was added');
   await page.locator('input[name=secret]').fill(SECRET);
   await page.getByLabel('Name').fill('trial 1');
@@ -114,12 +95,12 @@ try {
   await noSecretOnPage();
   log('key added, masked, resolved to apikey_TEST01');
 
-  step = 'test key';
+  at('test key');
   await row.getByRole('button', { name: 'Test key' }).click();
   await row.getByTestId('test-key-result').getByText('active').waitFor();
   await shot('keys');
 
-  step = 'a node requests a key: its marker appears on the overview plot';
+  at('a node requests a key: its marker appears on the overview plot');
   const answer = await control('/devnode/p2p', { from: NODE, to: 'key-issuer:anthropic-api-key-manager:keymanager.os', body: { RequestApiKey: null } });
   check(answer?.response?.Ok === SECRET, 'the node was not issued the key');
   await go('overview');
@@ -147,7 +128,7 @@ try {
   await page.getByRole('note').getByText('Total cost ÷ nodes ever issued').waitFor();
   log('marker shown and named in the tooltip');
 
-  step = 'advance the virtual clock: cost grows';
+  at('advance the virtual clock: cost grows');
   const spent = async () => (await page.getByTestId('spend-total').locator('.stat-value').innerText()).trim();
   const before = await spent();
   await control('/devnode/clock/advance', { seconds: 3 * 3600 });
@@ -163,7 +144,7 @@ try {
   check(dollars(after) > dollars(before), `total spend did not grow: ${before} → ${after}`);
   log(`cost grew from ${before} to ${after}`);
 
-  step = 'zoom and presets redraw the plot';
+  at('zoom and presets redraw the plot');
   await page.getByRole('button', { name: '24 h' }).click();
   await page.getByRole('button', { name: '24 h', pressed: true }).waitFor();
   await page.locator('[data-testid=cost-chart] .u-over').hover();
@@ -171,7 +152,7 @@ try {
   await page.getByRole('button', { name: 'Reset' }).click();
   await page.getByRole('button', { name: 'All', pressed: true }).waitFor();
 
-  step = 'key detail: its own plot and node';
+  at('key detail: its own plot and node');
   await go('keys');
   await page.getByRole('link', { name: 'trial 1' }).click();
   await page.locator('h1', { hasText: 'trial 1' }).waitFor();
@@ -184,7 +165,7 @@ try {
   await noSecretOnPage();
   await shot('key-detail');
 
-  step = 'nodes: search';
+  at('nodes: search');
   await go('nodes');
   await page.getByLabel('Search nodes').fill('ali');
   await page.getByTestId('nodes-table').getByText(NODE).waitFor();
@@ -194,19 +175,19 @@ try {
   await page.getByTestId('nodes-table').waitFor();
   await shot('nodes');
 
-  step = 'status';
+  at('status');
   await go('status');
   const last = await page.getByTestId('last-success').innerText();
   check(!last.includes('never'), 'no successful poll shown');
   await shot('status');
 
-  step = 'retire a key';
+  at('retire a key');
   await go('keys');
   await page.getByTestId('keys-table').locator('tbody tr', { hasText: 'trial 1' }).getByRole('button', { name: 'Retire' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Retire key' }).click();
   await page.getByTestId('keys-table').locator('tbody tr', { hasText: 'trial 1' }).locator('.badge-retired').waitFor();
   await shot('keys-retired');
-  step = 'remove a key (after confirming)';
+  at('remove a key (after confirming)');
   const retired = page.getByTestId('keys-table').locator('tbody tr', { hasText: 'trial 1' });
   await retired.getByRole('button', { name: 'Remove' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
@@ -215,7 +196,7 @@ try {
   await page.getByRole('dialog').getByRole('button', { name: 'Remove key' }).click();
   await retired.locator('.badge-removed').waitFor();
 
-  step = 'audit log';
+  at('audit log');
   await go('audit');
   const audit = page.getByTestId('audit-table');
   await audit.getByText('retire key').first().waitFor();
@@ -224,7 +205,7 @@ try {
   await noSecretOnPage();
   await shot('audit');
 
-  step = 'phone width and dark mode';
+  at('phone width and dark mode');
   await page.setViewportSize({ width: 390, height: 844 });
   await go('overview');
   await page.getByTestId('cost-chart').waitFor();
@@ -239,13 +220,13 @@ try {
   await go('keys');
   await shot('keys-dark');
 
-  step = 'a session that lost its login is told to log in';
+  at('a session that lost its login is told to log in');
   await context.clearCookies();
   await page.getByRole('button', { name: 'Refresh' }).click();
   await page.getByTestId('logged-out').getByText('Log in to your node').waitFor();
   await shot('logged-out');
 
-  step = 'no console errors';
+  at('no console errors');
   check(problems.length === 0, problems.join('\n'));
   log(`all checks passed; screenshots in ${SHOTS}`);
 } catch (e) {

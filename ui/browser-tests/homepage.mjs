@@ -2,12 +2,9 @@
 // iframe whose srcdoc is the widget, on the node's origin (so its script reads the API with the
 // login cookie). Run by tools/e2e/tests/homepage.rs with the widget HTML and what the pool holds.
 import { launchChromium } from './chromium.mjs';
+import { settingsFrom } from './harness.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (this script is run by tools/e2e/tests/homepage.rs)`);
-  return v;
-};
+const env = settingsFrom('tools/e2e/tests/homepage.rs');
 const APP = env('DASHBOARD_URL');
 const PASSWORD = env('NODE_PASSWORD');
 const WIDGET = env('WIDGET_HTML');

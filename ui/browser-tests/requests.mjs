@@ -2,15 +2,11 @@
 // and the Requests view, against devnode + fake-admin-api started by `tools/e2e/tests/requests_browser.rs`
 // (which also adds a key). Exits non-zero on the first failed check; saves screenshots.
 
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchChromium } from './chromium.mjs';
+import { settingsFrom, steps, viewer, watchPage } from './harness.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (this script is run by tools/e2e/tests/requests_browser.rs)`);
-  return v;
-};
+const env = settingsFrom('tools/e2e/tests/requests_browser.rs');
 const APP = env('DASHBOARD_URL'); // http://127.0.0.1:P/<process id>/
 const PASSWORD = env('NODE_PASSWORD');
 const CONTROL = env('DEVNODE_CONTROL');
@@ -18,13 +14,7 @@ const ISSUER = env('ISSUER_PROCESS');
 const SECRET = env('TEST_API_KEY');
 const SHOTS = env('SCREENSHOT_DIR');
 
-mkdirSync(SHOTS, { recursive: true });
-
-let step = '';
-const log = (msg) => console.log(`requests test: ${msg}`);
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed at "${step}": ${what}`);
-}
+const { at, log, check } = steps('requests test');
 /** A p2p key request from `node`; the answer's `Ok` is never printed (it is a key). */
 async function askForKey(node) {
   const r = await fetch(`${CONTROL}/devnode/p2p`, { method: 'POST', body: JSON.stringify({ from: node, to: ISSUER, body: { RequestApiKey: null } }) });
@@ -38,35 +28,26 @@ try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   // Refusals the test provokes on purpose (bad input → HTTP 400) are expected; nothing else is.
-  let expectRefusal = false;
-  const refusal = (text) => expectRefusal && /status of 400/.test(text);
-  page.on('console', (m) => m.type() === 'error' && !refusal(m.text()) && problems.push(`console error on ${page.url()}: ${m.text()}`));
-  page.on('pageerror', (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
-  page.on('response', (r) => r.status() >= 400 && !(expectRefusal && r.status() === 400) && problems.push(`HTTP ${r.status()} for ${r.url()}`));
-  page.setDefaultTimeout(20_000);
-  const shot = async (name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-  const go = async (hash) => {
-    await page.goto(`${APP}#/${hash}`);
-    await page.locator('main h1').first().waitFor();
-  };
+  const refusals = watchPage(page, problems);
+  const { shot, go } = viewer(page, APP, SHOTS);
 
-  step = 'log in to the node';
+  at('log in to the node');
   await page.goto(APP);
   await page.fill('input[type=password]', PASSWORD);
   await Promise.all([page.waitForEvent('load'), page.keyboard.press('Enter')]);
   await page.locator('h1', { hasText: 'Overview' }).waitFor();
 
-  step = 'settings: a bad pattern is refused with its reason';
+  at('settings: a bad pattern is refused with its reason');
   await go('settings');
   const card = page.getByTestId('issuance-policy');
   await card.locator('select[name=issuance_policy]').selectOption('approval');
   await card.locator('textarea[name=allowlist]').fill('a*.os');
-  expectRefusal = true;
+  refusals.expecting(true);
   await card.getByRole('button', { name: 'Save policy' }).click();
   await card.getByText('may only stand as the whole first label').waitFor();
-  expectRefusal = false;
+  refusals.expecting(false);
 
-  step = 'settings: approval mode, an allowlist pattern and a denylist';
+  at('settings: approval mode, an allowlist pattern and a denylist');
   await card.locator('textarea[name=allowlist]').fill('*.Team\n');
   await card.locator('textarea[name=denylist]').fill('spam.os');
   await card.getByRole('button', { name: 'Save policy' }).click();
@@ -75,7 +56,7 @@ try {
   await shot('settings-policy');
   log('policy saved: approval, *.team, spam.os');
 
-  step = 'two nodes ask and wait; the denylisted one is refused';
+  at('two nodes ask and wait; the denylisted one is refused');
   for (const node of ['bob.os', 'carol.os']) {
     const answer = await askForKey(node);
     check(answer.err === 'pending approval', `${node} was answered ${answer.err ?? 'with a key'}`);
@@ -83,7 +64,7 @@ try {
   check((await askForKey('spam.os')).err === 'not allowed', 'a denylisted node was not refused');
   check((await askForKey('ann.team')).gotKey, 'an allowlisted node did not get a key');
 
-  step = 'the Requests view lists the pending nodes, oldest first';
+  at('the Requests view lists the pending nodes, oldest first');
   await go('requests');
   const table = page.getByTestId('requests-table');
   await table.locator('tr[data-node="carol.os"]').waitFor();
@@ -92,42 +73,42 @@ try {
   await page.getByTestId('pending-count').getByText('2 of at most 10000').waitFor();
   await shot('requests');
 
-  step = 'approve bob.os: it gets its key at its next request';
+  at('approve bob.os: it gets its key at its next request');
   await table.getByRole('button', { name: 'Approve bob.os' }).click();
   await table.locator('tr[data-node="bob.os"]').waitFor({ state: 'detached' });
   check((await askForKey('bob.os')).gotKey, 'an approved node did not get its key');
 
-  step = 'deny carol.os: it is answered not allowed';
+  at('deny carol.os: it is answered not allowed');
   await table.getByRole('button', { name: 'Deny carol.os' }).click();
   await page.getByText('No node is waiting for approval.').waitFor();
   check((await askForKey('carol.os')).err === 'not allowed', 'a denied node was not refused');
 
-  step = 'decisions are listed and can be changed';
+  at('decisions are listed and can be changed');
   await page.getByRole('button', { name: 'Approved' }).click();
   await table.locator('tr[data-node="bob.os"]').getByText('holds a key').waitFor();
   await page.getByRole('button', { name: 'All' }).click();
   await table.locator('tr[data-node="carol.os"]').getByRole('button', { name: 'Approve carol.os' }).waitFor();
 
-  step = 'decide a node in advance; a pattern is refused';
-  expectRefusal = true;
+  at('decide a node in advance; a pattern is refused');
+  refusals.expecting(true);
   await page.locator('input[name=decide_node]').fill('*.os');
   await page.locator('form[aria-label="Decide a node in advance"]').getByRole('button', { name: 'Approve' }).click();
   await page.getByText('a node name is needed here').waitFor();
-  expectRefusal = false;
+  refusals.expecting(false);
   await page.locator('input[name=decide_node]').fill('Dave.os');
   await page.locator('form[aria-label="Decide a node in advance"]').getByRole('button', { name: 'Approve' }).click();
   await table.locator('tr[data-node="dave.os"]').waitFor();
   check(!(await page.content()).includes(SECRET), 'the page holds the full API key');
   await shot('requests-all');
 
-  step = 'phone width';
+  at('phone width');
   await page.setViewportSize({ width: 390, height: 844 });
   await go('requests');
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, `the Requests view is ${overflow}px wider than a phone screen`);
   await shot('requests-phone');
 
-  step = 'no console errors';
+  at('no console errors');
   check(problems.length === 0, problems.join('\n'));
   log(`all checks passed; screenshots in ${SHOTS}`);
 } catch (e) {

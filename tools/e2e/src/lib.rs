@@ -493,3 +493,33 @@ impl Env {
         post(&format!("{}/devnode/local", self.control), &json!({"node": node, "from": "probe:probe:sys", "to": to, "body": body, "timeout_secs": timeout_secs}))
     }
 }
+
+impl Env {
+    /// Runs a browser test script of `ui/browser-tests/` (playwright-core driving Debian's
+    /// Chromium) against this devnode: the script reads the dashboard's URL, the node password,
+    /// devnode's control API, the fake Admin API, the issuer's process id, the admin key and the
+    /// screenshot folder from the environment, plus `extra`. Fails the test if the script fails,
+    /// or if a process logged one of `secrets` (the admin key is always one).
+    pub fn run_browser_script(&self, script: &str, extra: &[(&str, &str)], secrets: &[String]) {
+        let mut cmd = Command::new("node");
+        cmd.arg(root().join("ui/browser-tests").join(script))
+            .current_dir(root().join("ui"))
+            .env("DASHBOARD_URL", format!("{}/", self.http))
+            .env("NODE_PASSWORD", PASSWORD)
+            .env("DEVNODE_CONTROL", &self.control)
+            .env("FAKE_ADMIN_API", &self.fake_url)
+            .env("ISSUER_PROCESS", &self.package.issuer)
+            .env("TEST_ADMIN_KEY", ADMIN_KEY)
+            .env("SCREENSHOT_DIR", root().join("target").join("screenshots"));
+        for (name, value) in extra {
+            cmd.env(name, value);
+        }
+        let status = cmd.status().expect("running node (ui/ dependencies are installed by cargo xtask build)");
+        assert!(status.success(), "the browser test {script} failed (see its output above)");
+        let logs = self.logs() + &self.process_output();
+        assert!(!logs.contains(ADMIN_KEY), "the admin key was logged");
+        for secret in secrets {
+            assert!(!logs.contains(secret.as_str()), "a full API key was logged");
+        }
+    }
+}

@@ -3,8 +3,6 @@
 //! iframe from its HTML), shows the pool's state from the dashboard API. Requires `cargo xtask
 //! build` and Chromium (`cargo xtask test` sees to both).
 
-use std::process::Command;
-
 use e2e::*;
 use serde_json::{json, Value};
 
@@ -26,18 +24,7 @@ fn the_issuer_adds_a_tile_whose_widget_shows_the_pool() {
     assert!(widget.contains(&format!("\"/{ISSUER}/api\"")), "the widget reads this process's API");
 
     // Empty pool: the widget warns that no key can be issued; then a key is added and it counts it.
-    let run_widget = |expect: &str| {
-        let status = Command::new("node")
-            .arg(root().join("ui/browser-tests/homepage.mjs"))
-            .current_dir(root().join("ui"))
-            .env("DASHBOARD_URL", format!("{}/", env.http))
-            .env("NODE_PASSWORD", PASSWORD)
-            .env("WIDGET_HTML", widget)
-            .env("EXPECT", expect)
-            .status()
-            .expect("running node (ui/ dependencies are installed by cargo xtask build)");
-        assert!(status.success(), "the widget test ({expect}) failed (see its output above)");
-    };
+    let run_widget = |expect: &str| env.run_browser_script("homepage.mjs", &[("WIDGET_HTML", widget), ("EXPECT", expect)], &[secret(1)]);
     run_widget("empty");
     env.configure_admin_api();
     let r = env.add_key(json!({"secret": secret(1), "name": "k1", "node_cap": null}));

@@ -4,8 +4,6 @@
 //! advance), and the p2p answers that follow. Requires `cargo xtask build` and Chromium at
 //! /usr/bin/chromium (`cargo xtask test` sees to both).
 
-use std::process::Command;
-
 use e2e::*;
 use serde_json::json;
 
@@ -16,20 +14,5 @@ fn requests_view_in_chromium() {
     env.configure_admin_api();
     let r = env.add_key(json!({"secret": secret(1), "name": "k1", "node_cap": null}));
     assert!(r.get("Ok").is_some(), "{r}");
-    let screenshots = root().join("target").join("screenshots");
-    let status = Command::new("node")
-        .arg(root().join("ui/browser-tests/requests.mjs"))
-        .current_dir(root().join("ui"))
-        .env("DASHBOARD_URL", format!("{}/", env.http))
-        .env("NODE_PASSWORD", PASSWORD)
-        .env("DEVNODE_CONTROL", &env.control)
-        .env("ISSUER_PROCESS", ISSUER)
-        .env("TEST_API_KEY", secret(1))
-        .env("SCREENSHOT_DIR", &screenshots)
-        .status()
-        .expect("running node (ui/ dependencies are installed by cargo xtask build)");
-    assert!(status.success(), "the browser test failed (see its output above)");
-    let logs = env.logs() + &env.process_output();
-    assert!(!logs.contains(&secret(1)), "a full API key was logged");
-    assert!(!logs.contains(ADMIN_KEY), "the admin key was logged");
+    env.run_browser_script("requests.mjs", &[("TEST_API_KEY", &secret(1))], &[secret(1)]);
 }
