@@ -523,3 +523,17 @@ impl Env {
         }
     }
 }
+
+impl Env {
+    /// How many polls the cost-poller has finished (Status).
+    pub fn polls_total(&self) -> u64 {
+        self.api(json!({"Status": null}))["poller"]["polls_total"].as_u64().unwrap_or(0)
+    }
+
+    /// Asks for a poll and waits until one more has finished.
+    pub fn poll(&self) {
+        let before = self.polls_total();
+        self.api(json!({"PollNow": null}));
+        self.eventually("a poll", || self.polls_total() > before);
+    }
+}

@@ -31,16 +31,6 @@ fn issued(answer: &Value) -> Option<String> {
     ok.as_str().or_else(|| ok["api_key"].as_str()).map(str::to_string)
 }
 
-fn polls(env: &Env) -> u64 {
-    env.api(json!({"Status": null}))["poller"]["polls_total"].as_u64().unwrap_or(0)
-}
-
-/// Asks for a poll and waits until one more has finished.
-fn poll(env: &Env) {
-    let before = polls(env);
-    env.api(json!({"PollNow": null}));
-    env.eventually("a poll", || polls(env) > before);
-}
 
 fn now(env: &Env) -> i64 {
     get(&format!("{}/devnode/clock", env.control))["now_ms"].as_i64().unwrap() / 1000
@@ -147,7 +137,7 @@ fn the_organization_is_the_truth_about_a_key() {
     // The operator deactivates key 3 in the Console: the next poll retires it, reason
     // `organization`, confirmed without a call; its nodes are told; new nodes never get it.
     env.fake_control("key_status", Some(json!({"id": "apikey_TEST03", "status": "inactive"})));
-    poll(&env);
+    env.poll();
     let k = key(&env, k3);
     assert_eq!((k["status"].as_str(), k["retired_reason"].as_str()), (Some("retired"), Some("organization")), "{k}");
     assert_eq!(k["admin_api_retirement"], "confirmed: inactive");
@@ -161,7 +151,7 @@ fn the_organization_is_the_truth_about_a_key() {
     // An expiry set in the organization earlier than the lifetime shortens it.
     let soon = now(&env) + 7200;
     env.fake_control("key_status", Some(json!({"id": "apikey_TEST01", "expires_at": rfc(soon)})));
-    poll(&env);
+    env.poll();
     let k = key(&env, k1);
     assert_eq!(unix(&k["expires_at"]), soon, "{k}");
     assert_eq!(unix(&k["org_expires_at"]), soon);
@@ -190,11 +180,11 @@ fn unmatched_keys_are_held_back_matched_backfilled_and_deactivated() {
     assert_eq!(status["unmatched"].as_array().unwrap().len(), 2, "{status}");
 
     // Hours pass: key 6's usage cannot be fetched while its id is unknown.
-    poll(&env);
+    env.poll();
     for _ in 0..4 {
         env.advance(3600);
     }
-    poll(&env);
+    env.poll();
     assert_eq!(key(&env, k6)["spent_micro_usd"], 0);
 
     // Matching by hand is checked against the organization's keys.
@@ -217,7 +207,7 @@ fn unmatched_keys_are_held_back_matched_backfilled_and_deactivated() {
 
     // Key 8 appears in the organization: the next poll matches it and deactivates it.
     env.fake_control("keys", Some(json!({"id": "apikey_TEST08", "name": "late", "partial_key_hint": "sk-ant-api03-TES...0008"})));
-    poll(&env);
+    env.poll();
     env.eventually("key 8 deactivated once matched", || key(&env, k8)["admin_api_retirement"] == "confirmed: inactive");
     assert_eq!(status_updates_of(&env, "apikey_TEST08").len(), 1);
 }
@@ -227,11 +217,11 @@ fn every_usage_row_is_priced_to_the_micro_dollar() {
     let env = Env::start("pricing", "truth.json", &[]);
     env.configure_admin_api();
     let k1 = added(&env, 1, json!({}))["id"].as_u64().unwrap();
-    poll(&env);
+    env.poll();
     for _ in 0..3 {
         env.advance(3600);
     }
-    poll(&env);
+    env.poll();
     let closed_until = now(&env) - now(&env).rem_euclid(3600);
     let (first, stored) = spent_before(&env, k1, closed_until);
     let rows = truth(&env, "apikey_TEST01", first, closed_until);
@@ -271,7 +261,7 @@ fn retirements_land_whatever_the_organization_already_did() {
     env.configure_admin_api();
     let k4 = added(&env, 4, json!({}))["id"].as_u64().unwrap();
     let k5 = added(&env, 5, json!({}))["id"].as_u64().unwrap();
-    poll(&env);
+    env.poll();
 
     // 403 on reading key 4: shown to the operator as needing action.
     env.fake_control("faults", Some(json!({"faults": [{"status": 403, "path_prefix": "/v1/organizations/api_keys/apikey_TEST04", "count": 1}]})));
@@ -301,7 +291,7 @@ fn retirements_land_whatever_the_organization_already_did() {
     for _ in 0..3 {
         env.advance(300);
     }
-    poll(&env);
+    env.poll();
     assert_eq!((calls("apikey_TEST04"), calls("apikey_TEST05")), before, "no retirement loop");
     assert!(status_updates_of(&env, "apikey_TEST04").is_empty() && status_updates_of(&env, "apikey_TEST05").is_empty());
     assert_eq!(env.api(json!({"Status": null}))["retirement_errors"], json!([]));
@@ -315,7 +305,7 @@ fn a_due_key_is_deactivated_within_five_minutes_with_a_day_long_poll_interval() 
     assert!(r.get("Ok").is_some(), "{r}");
     let k7 = added(&env, 7, json!({"lifetime_days": 1}));
     let expires_at = unix(&k7["expires_at"]);
-    poll(&env);
+    env.poll();
     env.advance(expires_at - now(&env) - 30);
     assert!(status_updates_of(&env, "apikey_TEST07").is_empty(), "deactivated before it was due");
     let mut waited = 0;
@@ -336,7 +326,7 @@ fn analytics_cost_is_a_third_source_when_the_organization_has_it() {
     let env = Env::start("analytics", "truth.json", &[]);
     env.configure_admin_api();
     let k3 = added(&env, 3, json!({}))["id"].as_u64().unwrap();
-    poll(&env);
+    env.poll();
     let status = env.api(json!({"Status": null}));
     assert_eq!(status["poller"]["analytics_available"], true, "{status}");
     // Key 3: 3,600 input + 720 output tokens of Sonnet 4.5 an hour = 0.0216 USD an hour, 0.5184 a day,
@@ -353,7 +343,7 @@ fn analytics_cost_is_a_third_source_when_the_organization_has_it() {
 
     // An organization without the beta: no poll error, the Status page says so, figures stay.
     env.fake_control("analytics", Some(json!({"mode": "forbidden"})));
-    poll(&env);
+    env.poll();
     let status = env.api(json!({"Status": null}));
     assert_eq!(status["poller"]["last_error"], Value::Null, "{status}");
     assert_eq!(status["poller"]["analytics_available"], false);
@@ -381,7 +371,7 @@ fn workspace_per_key_prepares_attributes_and_archives() {
     // Key 9 is alone in its own workspace: its cost report is authoritative and, at the same list
     // prices, equal to the estimate over whole days.
     let k9 = added(&env, 9, json!({}))["id"].as_u64().unwrap();
-    poll(&env);
+    env.poll();
     let detail = env.api(json!({"KeyDetail": k9}))["Ok"].clone();
     assert_eq!(detail["authoritative_source"], "cost_report", "{detail}");
     assert_eq!(detail["estimate_same_days_micro_usd"], detail["authoritative_micro_usd"], "{detail}");

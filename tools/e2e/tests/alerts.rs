@@ -108,16 +108,6 @@ fn assert_no_secret(receiver: &Receiver) {
     }
 }
 
-fn polls(env: &Env) -> u64 {
-    env.api(json!({"Status": null}))["poller"]["polls_total"].as_u64().unwrap_or(0)
-}
-
-/// Asks for a poll and waits until one more has finished.
-fn poll(env: &Env) {
-    let before = polls(env);
-    env.api(json!({"PollNow": null}));
-    env.eventually("a poll", || polls(env) > before);
-}
 
 fn key(env: &Env, id: u64) -> Value {
     env.api(json!({"ListKeys": null})).as_array().unwrap().iter().find(|k| k["id"] == id).cloned().unwrap()
@@ -150,7 +140,7 @@ fn budget_thresholds_are_delivered_once_per_crossing_and_the_empty_pool_raises_a
     let budget_usd = format!("{}.{:06}", budget / 1_000_000, budget % 1_000_000);
     let added = env.add_key(json!({"secret": secret(1), "name": "key 1", "node_cap": null, "budget_usd": budget_usd, "lifetime_days": 365}));
     let k1 = added["Ok"]["id"].as_u64().unwrap_or_else(|| panic!("{added}"));
-    poll(&env);
+    env.poll();
     // Daily polls from here: each 2-day step adds about 13 % of the budget.
     let r = env.api(json!({"UpdateSettings": {"poll_interval_secs": 86_400}}));
     assert!(r.get("Ok").is_some(), "{r}");
@@ -174,7 +164,7 @@ fn budget_thresholds_are_delivered_once_per_crossing_and_the_empty_pool_raises_a
         }
         env.advance(2 * 86_400);
         assert!(env.wait_quiet(60));
-        poll(&env);
+        env.poll();
     }
     assert_eq!(crossed_before, [50, 80, 95, 100], "every threshold was crossed");
     assert_eq!(receiver.delivered().iter().filter(|t| t.contains("[alert]") && t.contains("of its budget")).count(), 4, "{:?}", receiver.delivered());
