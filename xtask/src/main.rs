@@ -28,8 +28,9 @@ commands:
           (README: Deploying as a drop-in); --relabel-only skips the build and relabels pkg/
   test    build the package, then run every test suite of the project
   test-packages
-          build the test-only packages (tools/peer-client) into target/test-packages/,
-          for `cargo test -p e2e --test two_nodes`; `test` builds them itself
+          build the test-only packages (tools/peer-client, tools/echo) into
+          target/test-packages/, for `cargo test -p e2e --test two_nodes`; `test` and
+          `bench` build them themselves
   bench   build the package, then print issuance, cost-series and dashboard figures
           (docs/benchmarks.md); `bench p2p` or `bench dashboard` runs one part";
 

@@ -125,5 +125,7 @@ pub fn bench(which: &[String]) -> Result<()> {
     ensure_chromium()?;
     crate::package::build()?;
     build_tools()?;
+    // The p2p part measures issuance against tools/echo, the floor of devnode's p2p path.
+    crate::test_packages::build()?;
     crate::paths::run(paths::cargo().args(["run", "--profile", "tools", "-p", "e2e", "--bin", "bench", "--"]).args(which), "benchmark")
 }

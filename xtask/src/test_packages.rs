@@ -1,6 +1,8 @@
-//! Test-only packages, built for the end-to-end tests and never part of the shipped zip:
-//! `tools/peer-client`, a process for another node that asks the dispenser for a key with
-//! `clients/key-client`. devnode runs one with `--peer-package alice.os=<its zip>`.
+//! Test-only packages, built for the end-to-end tests and the benchmark, never part of the shipped
+//! zip: `tools/peer-client`, a process for another node that asks the dispenser for a key with
+//! `clients/key-client` (devnode runs it with `--peer-package alice.os=<its zip>`), and
+//! `tools/echo`, which answers every request with a fixed body: the floor `cargo xtask bench`
+//! measures issuance against (devnode runs it as the `--package` of a devnode of its own).
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +12,7 @@ use crate::{component, wit, Result};
 
 /// Each folder holds `metadata.json`, `pkg/manifest.json` and one crate per process, named
 /// after it.
-const TEST_PACKAGES: &[&str] = &["tools/peer-client"];
+const TEST_PACKAGES: &[&str] = &["tools/peer-client", "tools/echo"];
 
 /// Where the zips land: `target/test-packages/<package>:<publisher>.zip`.
 pub fn dir() -> PathBuf {

@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -37,6 +38,8 @@ pub struct ProcState {
     state_file: PathBuf,
     on_exit: wit::OnExit,
     busy: bool,
+    /// When the process took its current message, less the host's own work since (timings on).
+    running_since: Option<Instant>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -131,6 +134,29 @@ impl ProcState {
                 self.kernel.busy.fetch_sub(1, Ordering::SeqCst);
             }
         }
+    }
+
+    /// The process asks for its next message: its time since taking the last one was its own.
+    fn stop_running(&mut self) {
+        let our = &self.our.process;
+        self.kernel.network.timings.record_named(|| format!("component: {our}"), self.running_since.take());
+    }
+
+    fn start_running(&mut self) {
+        self.running_since = self.kernel.network.timings.start();
+    }
+
+    /// Time a host call spent on the kernel's or the state's work is timed as theirs, not the component's.
+    fn exclude(&mut self, took: Option<Duration>) {
+        if let (Some(since), Some(took)) = (self.running_since.as_mut(), took) {
+            *since += took;
+        }
+    }
+
+    fn route(&mut self, env: Envelope) {
+        let started = self.kernel.network.timings.start();
+        self.kernel.route(env);
+        self.exclude(started.map(|s| s.elapsed()));
     }
 
     async fn next_delivery(&mut self) -> Option<Delivery> {
@@ -248,7 +274,7 @@ impl ProcState {
             },
             blob,
         };
-        self.kernel.route(env);
+        self.route(env);
         id
     }
 }
@@ -277,10 +303,13 @@ impl wit::Host for ProcState {
     }
 
     async fn set_state(&mut self, bytes: Vec<u8>) -> wasmtime::Result<()> {
+        let started = self.kernel.network.timings.start();
         // Write then rename: a crash never leaves half a state.
         let tmp = self.state_file.with_extension("tmp");
         std::fs::write(&tmp, &bytes)?;
         std::fs::rename(&tmp, &self.state_file)?;
+        let took = self.kernel.network.timings.record(crate::timings::STATE_SAVE, started);
+        self.exclude(took);
         Ok(())
     }
 
@@ -314,7 +343,10 @@ impl wit::Host for ProcState {
     }
 
     async fn receive(&mut self) -> wasmtime::Result<ReceiveResult> {
-        match self.next_delivery().await {
+        self.stop_running();
+        let delivery = self.next_delivery().await;
+        self.start_running();
+        match delivery {
             Some(d) => Ok(self.accept(d)),
             None => Err(wasmtime::Error::msg("process stopped")),
         }
@@ -374,7 +406,7 @@ impl wit::Host for ProcState {
             },
             blob,
         };
-        self.kernel.route(env);
+        self.route(env);
         Ok(())
     }
 
@@ -391,6 +423,8 @@ impl wit::Host for ProcState {
             return Err(wasmtime::Error::msg("send-and-await-response may not target the calling process"));
         }
         let id = self.send(&target, request, None, lazy_load_blob);
+        // Waiting for the answer is not the component's time.
+        self.stop_running();
         loop {
             // Messages that are not our answer wait in `deferred` for the next `receive`.
             let Some(delivery) = self.next_incoming().await else {
@@ -404,6 +438,7 @@ impl wit::Host for ProcState {
                 self.deferred.push_back(delivery);
                 continue;
             }
+            self.start_running();
             // Keep the prompting message: the caller is still handling it.
             let prompting = self.prompting.clone();
             let answer = self.accept(delivery);
@@ -457,6 +492,7 @@ pub async fn run_process(kernel: Arc<Kernel>, engine: Engine, spec: Arc<ProcessS
             state_file: state_dir.join(format!("{}.state", spec.our.process.replace(':', "_"))),
             on_exit: if spec.on_exit_restart { wit::OnExit::Restart } else { wit::OnExit::None },
             busy: false,
+            running_since: None,
             wasi,
             table: ResourceTable::new(),
         };

@@ -346,6 +346,8 @@ impl Control {
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> HttpResponse {
+        let timings = &self.kernel.network.timings;
+        let handling_started = timings.start();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let method = req.method().clone();
@@ -396,15 +398,23 @@ impl Control {
                 // `"public": false`: a simulated caller that granted nothing, so no answer reaches it.
                 let private = path == "/devnode/local" && v.get("public") == Some(&Value::Bool(false));
                 kernel.set_caller_private(&source.process, private);
+                let awaiting_started = timings.start();
                 let answer = kernel.call(source.clone(), target, body, None, timeout).await;
+                let awaited = awaiting_started.map(|s| s.elapsed());
                 kernel.set_caller_private(&source.process, false);
-                match answer {
+                let response = match answer {
                     Ok((answer, _)) => match serde_json::from_slice::<Value>(&answer) {
                         Ok(v) => json_response(StatusCode::OK, json!({"response": v})),
                         Err(_) => json_response(StatusCode::OK, json!({"response_text": String::from_utf8_lossy(&answer)})),
                     },
                     Err(e) => json_response(StatusCode::OK, json!({"error": e})),
+                };
+                // Only the p2p path is the benchmark's; its two stages are recorded together.
+                if let (true, Some(_), Some(awaited)) = (path == "/devnode/p2p", handling_started, awaited) {
+                    timings.add(crate::timings::CONTROL_AWAITING, awaited);
+                    timings.record(crate::timings::CONTROL_P2P, handling_started);
                 }
+                response
             }
             ("GET", "/devnode/logs") => {
                 let since = url::form_urlencoded::parse(query.as_bytes())
@@ -462,6 +472,18 @@ impl Control {
                 };
                 self.kernel.services.write_delay_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
                 json_response(StatusCode::OK, json!({"write_delay_ms": ms}))
+            }
+            ("GET", "/devnode/timings") => json_response(StatusCode::OK, timings.report()),
+            ("POST", "/devnode/timings") => {
+                let Ok(Some(enabled)) = json_body().map(|v| v.get("enabled").and_then(Value::as_bool)) else {
+                    return bad("expected {\"enabled\": true|false}");
+                };
+                timings.set_enabled(enabled);
+                json_response(StatusCode::OK, json!({"enabled": enabled}))
+            }
+            ("POST", "/devnode/timings/reset") => {
+                timings.reset();
+                json_response(StatusCode::OK, timings.report())
             }
             ("POST", "/devnode/shutdown") => {
                 let _ = self.shutdown.send(());

@@ -249,7 +249,13 @@ impl Kernel {
     }
 
     /// Routes one message. Requests that expect a response are tracked for their timeout.
-    pub fn route(self: &Arc<Self>, mut env: Envelope) {
+    pub fn route(self: &Arc<Self>, env: Envelope) {
+        let started = self.network.timings.start();
+        self.route_untimed(env);
+        self.network.timings.record(crate::timings::ROUTE, started);
+    }
+
+    fn route_untimed(self: &Arc<Self>, mut env: Envelope) {
         if env.target.node == "our" {
             env.target.node = self.node.clone();
         }

@@ -9,6 +9,7 @@ pub mod network;
 pub mod node;
 pub mod package;
 pub mod services;
+pub mod timings;
 pub mod types;
 
 use std::collections::BTreeMap;

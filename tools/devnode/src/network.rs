@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use crate::kernel::{Clock, Kernel, LogLine};
+use crate::timings::Timings;
 
 /// Where a message for another node goes.
 pub enum Reach {
@@ -30,6 +31,8 @@ pub struct Network {
     pub clock: Arc<Clock>,
     next_id: AtomicU64,
     log: Log,
+    /// Where messages' time goes, every node's (`GET /devnode/timings`); off unless asked for.
+    pub timings: Timings,
 }
 
 impl Network {
@@ -41,6 +44,7 @@ impl Network {
             clock: Arc::new(Clock::default()),
             next_id: AtomicU64::new(1),
             log: Log { lines: Mutex::new(Vec::new()), first_node: OnceLock::new(), quiet },
+            timings: Timings::from_env(),
         })
     }
 

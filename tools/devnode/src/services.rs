@@ -84,7 +84,10 @@ pub async fn handle(kernel: Arc<Kernel>, env: Envelope) {
             if delay > 0 && (action.get("Write").is_some() || action.get("Commit").is_some()) {
                 tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             }
+            let timings = &kernel.network.timings;
+            let started = timings.start();
             let (answer, blob) = sqlite(&kernel, &env, &body);
+            timings.record_named(|| crate::timings::sqlite_stage(action), started);
             kernel.respond(&env, json_bytes(answer), blob);
         }
         "http-client:distro:sys" => {

@@ -494,6 +494,15 @@ impl Env {
     }
 }
 
+/// The benchmark-only echo package (`cargo xtask test-packages` builds it; `cargo xtask bench`
+/// does so itself): it answers every request with a fixed body, the floor issuance is measured
+/// against.
+pub fn echo_zip() -> PathBuf {
+    target().join("test-packages/echo:test.os.zip")
+}
+
+pub const ECHO: &str = "echo:echo:test.os";
+
 impl Env {
     /// Runs a browser test script of `ui/browser-tests/` (playwright-core driving Debian's
     /// Chromium) against this devnode: the script reads the dashboard's URL, the node password,
