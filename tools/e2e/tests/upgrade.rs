@@ -1,22 +1,55 @@
-//! Upgrade from the previous release: the current package on the current devnode must load a data
-//! dir saved by release aee7256 (its key-issuer and cost-poller state and its SQLite database) and
-//! go on from it, and the upgraded data dir must load again. The fixture and what the old release
-//! showed before it was shut down are in `tools/e2e/fixtures/release-aee7256/` (see its README).
-//! Requires `cargo xtask build` (cargo xtask test runs it first).
+//! Upgrade from earlier releases: the current package on the current devnode must load a data dir
+//! saved by release aee7256 or by release ea4fe5c (its key-issuer and cost-poller state and its
+//! SQLite database) and go on from it, and the upgraded data dir must load again. The fixtures and
+//! what each old release showed before it was shut down are in `tools/e2e/fixtures/release-<commit>/`
+//! (see their README). Requires `cargo xtask build` (cargo xtask test runs it first).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use e2e::*;
 use serde_json::{json, Value};
 
-const FIXTURE: &str = "tools/e2e/fixtures/release-aee7256";
 /// What release aee7256 answered for a key retired before it was matched to an Admin API id.
 const OLD_NOT_NEEDED: &str = "not needed (key not resolved)";
 /// What the current release says for it: the retirement waits for the match.
 const AWAITING_MATCH: &str = "pending: not matched yet";
 
-fn expected() -> Value {
-    let path = root().join(FIXTURE).join("expected.json");
+/// What differs between the fixtures of the releases.
+struct Fixture {
+    /// The release's commit: the fixture is `tools/e2e/fixtures/release-<commit>/`.
+    release: &'static str,
+    /// The fixture holds a key retired before it was matched, answered `OLD_NOT_NEEDED` by its release.
+    has_not_needed_retirement: bool,
+    /// Settings (GetSettings fields) the upgrade is meant to change, so not compared with the old answer.
+    settings_changed_by_upgrade: &'static [&'static str],
+    /// The fixture has a key matched by hand (`MatchKey`) and an active key never matched.
+    has_unmatched_keys: bool,
+}
+
+const RELEASE_AEE7256: Fixture = Fixture {
+    release: "aee7256",
+    has_not_needed_retirement: true,
+    // Saved before the price table had a revision: the upgrade adds the default entries it lacks.
+    settings_changed_by_upgrade: &["price_table"],
+    has_unmatched_keys: false,
+};
+
+const RELEASE_EA4FE5C: Fixture = Fixture {
+    release: "ea4fe5c",
+    has_not_needed_retirement: false,
+    // Saved at price table revision 1, the current one: kept exactly, stored usage not re-priced.
+    settings_changed_by_upgrade: &[],
+    has_unmatched_keys: true,
+};
+
+impl Fixture {
+    fn dir(&self) -> std::path::PathBuf {
+        root().join("tools/e2e/fixtures").join(format!("release-{}", self.release))
+    }
+}
+
+fn expected(fixture: &Fixture) -> Value {
+    let path = fixture.dir().join("expected.json");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
@@ -79,22 +112,47 @@ fn wait_started(env: &Env, when: &str) {
     assert!(env.wait_quiet(60), "{when}: devnode never went quiet");
 }
 
-/// ListKeys as the old release left it: same keys and facts (spend too when `with_spend`), and
-/// its "not needed" retirement of the unmatched key now awaiting the match.
-fn check_keys(env: &Env, exp: &Value, with_spend: bool, when: &str) {
+/// ListKeys as the old release left it: same keys and every field the old release answered
+/// (spend too when `with_spend`; times compared as instants), its "not needed" retirement of an
+/// unmatched key now awaiting the match, and the fields new since then at their defaults.
+fn check_keys(env: &Env, exp: &Value, fixture: &Fixture, with_spend: bool, when: &str) {
     let keys = list_keys(env);
     let old: BTreeMap<u64, Value> = exp["keys"].as_array().unwrap().iter().map(|k| (k["id"].as_u64().unwrap(), k.clone())).collect();
     assert_eq!(keys.keys().collect::<Vec<_>>(), old.keys().collect::<Vec<_>>(), "{when}: the same key ids");
     for (id, before) in &old {
         let now = &keys[id];
         assert_eq!(key_facts(now, with_spend), key_facts(before, with_spend), "{when}: key {id}");
+        for (field, was) in before.as_object().unwrap() {
+            match field.as_str() {
+                "admin_api_retirement" => {}
+                "spent_micro_usd" if !with_spend => {}
+                f if f.ends_with("_at") => assert_eq!(secs(&now[f]), secs(was), "{when}: key {id}: {f}: {now}"),
+                f => assert_eq!(&now[f], was, "{when}: key {id}: {f}: {now}"),
+            }
+        }
         let retirement = match before["admin_api_retirement"].as_str() {
             Some(OLD_NOT_NEEDED) => json!(AWAITING_MATCH),
             _ => before["admin_api_retirement"].clone(),
         };
         assert_eq!(now["admin_api_retirement"], retirement, "{when}: Admin API retirement of key {id}: {now}");
+        // New since both releases: a key saved by them is past its first look-up.
+        assert_eq!(now["matching"], false, "{when}: key {id} is not \"matching…\": {now}");
     }
-    assert!(old.values().any(|k| k["admin_api_retirement"] == OLD_NOT_NEEDED), "the fixture has a \"not needed\" retirement");
+    assert_eq!(
+        old.values().any(|k| k["admin_api_retirement"] == OLD_NOT_NEEDED),
+        fixture.has_not_needed_retirement,
+        "whether the fixture has a \"not needed\" retirement"
+    );
+    if fixture.has_unmatched_keys {
+        assert!(
+            old.values().any(|k| k["status"] == "active" && k["api_key_id"].is_null() && k["unresolved_reason"].is_string()),
+            "the fixture has an active key never matched"
+        );
+        assert!(
+            exp["audit_log"].as_array().unwrap().iter().any(|e| e["action"] == "match key by hand" && e["outcome"] == "matched"),
+            "the fixture has a key matched by hand"
+        );
+    }
 }
 
 /// ListNodes: the same total and each node with the key, key name, hint and issue time it had.
@@ -153,12 +211,35 @@ fn check_costs(env: &Env, exp: &Value, when: &str) {
     }
 }
 
-/// Settings kept: defaults, poll interval, retirement status, rate limit, and the admin key.
-fn check_settings(env: &Env, exp: &Value, base_url: &str, when: &str) {
+/// Settings the current release has that the old ones may lack, with their defaults.
+fn new_setting_defaults() -> Vec<(&'static str, Value)> {
+    vec![
+        ("issue_unmatched_keys", json!(false)),
+        ("workspace_per_key", json!(false)),
+        ("archive_workspace_on_retire", json!(false)),
+        ("audit_retention_days", json!(365)),
+        ("issuance_policy", json!("open")),
+        ("allowlist", json!([])),
+        ("denylist", json!([])),
+        ("alerts", json!({"budget_percents": [50, 80, 95, 100], "pool_low_below": 0, "webhook_set": false, "webhook_hint": null})),
+    ]
+}
+
+/// Settings kept: every setting the old release answered (but those the upgrade is meant to change),
+/// the admin key still set, and the settings new since that release at their defaults.
+fn check_settings(env: &Env, exp: &Value, fixture: &Fixture, base_url: &str, when: &str) {
     let s = env.api(json!({"GetSettings": null}));
     let old = &exp["settings"];
-    for field in ["poll_interval_secs", "default_lifetime_days", "default_budget_micro_usd", "default_node_cap", "retire_to", "p2p_requests_per_minute", "admin_key_prefix"] {
-        assert_eq!(s[field], old[field], "{when}: setting {field}: {s}");
+    for (field, was) in old.as_object().unwrap() {
+        if field == "admin_api_base_url" || fixture.settings_changed_by_upgrade.contains(&field.as_str()) {
+            continue;
+        }
+        assert_eq!(&s[field], was, "{when}: setting {field}: {s}");
+    }
+    for (field, default) in new_setting_defaults() {
+        if old.get(field).is_none() {
+            assert_eq!(s[field], default, "{when}: the new setting {field} takes its default: {s}");
+        }
     }
     assert_eq!(s["poll_interval_secs"], 1800, "{when}");
     assert_eq!(s["default_budget_micro_usd"], 7_000_000, "{when}");
@@ -205,11 +286,30 @@ fn series_value_before(env: &Env, key: Option<u64>, until: i64) -> i64 {
 
 #[test]
 fn release_aee7256_data_dir_loads_and_goes_on() {
-    let exp = expected();
-    assert_eq!(exp["release"], "aee7256");
+    data_dir_loads_and_goes_on(&RELEASE_AEE7256);
+}
+
+#[test]
+fn release_ea4fe5c_data_dir_loads_and_goes_on() {
+    data_dir_loads_and_goes_on(&RELEASE_EA4FE5C);
+}
+
+/// The tables of the current schema that the old releases lacked answer (their migrations ran):
+/// alerts (none about a budget: no key spent half of it) and approval requests (none).
+fn check_new_tables(env: &Env, when: &str) {
+    let alerts = ok(env, json!({"ListAlerts": {}}));
+    let budget_alerts: Vec<&Value> = alerts["open"].as_array().unwrap().iter().filter(|a| a["kind"] == "budget").collect();
+    assert!(budget_alerts.is_empty(), "{when}: {alerts}");
+    let requests = ok(env, json!({"ListRequests": {}}));
+    assert_eq!((&requests["total"], &requests["pending_total"]), (&json!(0), &json!(0)), "{when}: {requests}");
+}
+
+fn data_dir_loads_and_goes_on(fixture: &Fixture) {
+    let exp = expected(fixture);
+    assert_eq!(exp["release"], fixture.release);
     let peers = strings(&exp["peers"]);
     let clock_ms = exp["clock_at_shutdown"]["now_ms"].as_i64().unwrap();
-    let mut env = Env::start_with_data("upgrade", &root().join(FIXTURE).join("data"), "small.json", &peers, Some(clock_ms));
+    let mut env = Env::start_with_data(&format!("upgrade-{}", fixture.release), &fixture.dir().join("data"), "small.json", &peers, Some(clock_ms));
 
     // The clock resumes where the old release stopped (the test does not depend on the day it runs).
     let now_ms = get(&format!("{}/devnode/clock", env.control))["now_ms"].as_i64().unwrap();
@@ -219,10 +319,11 @@ fn release_aee7256_data_dir_loads_and_goes_on() {
 
     // 1. Right after the upgrade, before any Admin API call (the saved URL is a dead port, so no
     //    poll can change anything): everything the old release showed.
-    check_keys(&env, &exp, true, "after the upgrade");
+    check_keys(&env, &exp, fixture, true, "after the upgrade");
     check_costs(&env, &exp, "after the upgrade");
     check_nodes(&env, &exp, 0, "after the upgrade");
-    check_settings(&env, &exp, exp["settings"]["admin_api_base_url"].as_str().unwrap(), "after the upgrade");
+    check_settings(&env, &exp, fixture, exp["settings"]["admin_api_base_url"].as_str().unwrap(), "after the upgrade");
+    check_new_tables(&env, "after the upgrade");
     let audit_count = check_audit(&env, &exp, exp["audit_entries"].as_u64().unwrap() as usize, "after the upgrade");
     check_node_answers(&env, &exp, "after the upgrade");
     check_nodes(&env, &exp, 0, "after the nodes asked again");
@@ -235,8 +336,13 @@ fn release_aee7256_data_dir_loads_and_goes_on() {
         std::iter::once(None).chain(key_ids.iter().map(|&id| Some(id))).map(|key| (key, series_value_before(&env, key, closed_until))).collect();
     assert!(closed[0].1 > 0, "cost before {closed_until}: {closed:?}");
 
-    // 2. Back online: the organization still holds the retired and the removed key as inactive, as
-    //    the old release left it; point the app at this test's fake Admin API and poll.
+    // 2. Back online: the organization still holds the keys the old release's run added to it (as
+    //    in the Console) and holds the retired and the removed key as inactive, as the old release
+    //    left it; point the app at this test's fake Admin API and poll.
+    for k in exp.get("org_keys_added").and_then(Value::as_array).into_iter().flatten() {
+        let r = env.fake_control("keys", Some(k.clone()));
+        assert!(r.get("error").is_none(), "adding organization key {}: {r}", k["id"]);
+    }
     let old_keys: Vec<Value> = exp["keys"].as_array().unwrap().clone();
     for k in &old_keys {
         if k["admin_api_retirement"] == "confirmed: inactive" {
@@ -245,7 +351,7 @@ fn release_aee7256_data_dir_loads_and_goes_on() {
         }
     }
     env.configure_admin_api();
-    check_settings(&env, &exp, &env.fake_url, "after pointing at the fake Admin API");
+    check_settings(&env, &exp, fixture, &env.fake_url, "after pointing at the fake Admin API");
     let polls = polls_total(&env);
     env.api(json!({"PollNow": null}));
     env.eventually("a successful poll after the upgrade", || {
@@ -259,15 +365,22 @@ fn release_aee7256_data_dir_loads_and_goes_on() {
         assert!(now["spent_micro_usd"].as_i64().unwrap() >= k["spent_micro_usd"].as_i64().unwrap(), "spend never drops: {now}");
         if k["admin_api_retirement"] == OLD_NOT_NEEDED {
             assert_eq!(now["admin_api_retirement"], AWAITING_MATCH, "still unmatched, still waiting: {now}");
+        } else {
+            assert_eq!(now["admin_api_retirement"], k["admin_api_retirement"], "after a poll: key {}", k["id"]);
         }
+        if k["api_key_id"].is_null() {
+            assert!(now["unresolved_reason"].is_string(), "after a poll: still unmatched: {now}");
+        }
+        assert_eq!(now["matching"], false, "after a poll: {now}");
     }
     for (key, value) in &closed {
         assert_eq!(series_value_before(&env, *key, closed_until), *value, "re-polling the old release's closed hours changes nothing (key {key:?})");
     }
-    // A node that never had a key gets one of the live keys with room (key 1 is at its cap of 2).
+    // A node that never had a key gets one of the live matched keys with room (key 1 is at its cap
+    // of 2; unmatched keys are not issued, `issue_unmatched_keys` being off).
     let free: BTreeSet<String> = old_keys
         .iter()
-        .filter(|k| k["status"] == "active" && (k["node_cap"].is_null() || k["node_cap"].as_u64() > k["nodes"].as_u64()))
+        .filter(|k| k["status"] == "active" && k["api_key_id"].is_string() && (k["node_cap"].is_null() || k["node_cap"].as_u64() > k["nodes"].as_u64()))
         .map(|k| secret_of_hint(k["masked_key"].as_str().unwrap()))
         .collect();
     let newcomer = peers.iter().find(|p| exp["request_api_key_answers"].get(p.as_str()).is_none()).unwrap().clone();
