@@ -13,6 +13,12 @@ pub fn target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
+/// Where the assembled WIT lives: always `<root>/target/wit`, whatever `CARGO_TARGET_DIR` says,
+/// because `hyperapp_macro` (and devnode's bindings) read it from `<crate>/../target/wit`.
+pub fn wit_dir() -> PathBuf {
+    root().join("target").join("wit")
+}
+
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root());

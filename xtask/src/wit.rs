@@ -1,4 +1,4 @@
-//! Assembles `target/wit`: the platform's `hyperware.wit` (from the process_lib crate source) plus `api/*.wit`.
+//! Assembles `target/wit` (`paths::wit_dir`): the platform's `hyperware.wit` (from the process_lib crate source) plus `api/*.wit`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ fn process_lib_dir() -> Result<PathBuf> {
 }
 
 pub fn assemble() -> Result<()> {
-    let out = paths::target().join("wit");
+    let out = paths::wit_dir();
     std::fs::create_dir_all(&out)?;
     let platform = process_lib_dir()?.join("hyperware-wit").join("hyperware.wit");
     let mut wanted = BTreeSet::new();

@@ -26,7 +26,9 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 4,
-            timeout_secs: 10,
+            // The first message between two nodes that have not met waits for their connection:
+            // about 25 s was seen on a real node.
+            timeout_secs: 30,
             retry_delay: Duration::from_millis(500),
             rate_limit_backoff: Duration::from_secs(2),
             max_delay: Duration::from_secs(30),
