@@ -87,6 +87,20 @@ pub(crate) fn string(row: &HashMap<String, Value>, column: &str) -> DbResult<Str
         .ok_or_else(|| format!("database row lacks text column {column}"))
 }
 
+/// `bucket:amount,...` as (bucket start, amount) pairs.
+fn hourly_series(series: &str) -> DbResult<Vec<(i64, MicroUsd)>> {
+    series
+        .split(',')
+        .map(|pair| {
+            let (t, v) = pair.split_once(':').ok_or("database holds a malformed hourly series")?;
+            match (t.parse::<i64>(), v.parse::<i64>()) {
+                (Ok(t), Ok(v)) => Ok((t, MicroUsd(v))),
+                _ => Err("database holds a malformed hourly series".to_string()),
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn timestamp(secs: i64) -> DbResult<Timestamp> {
     chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| format!("database holds an impossible time {secs}"))
 }
@@ -135,30 +149,34 @@ impl Db {
         self.conn.commit_tx(tx).await.map_err(|e| db_error(what, e))
     }
 
-    /// Every issuance in issue order, read in pages so that a million rows never sit in one answer.
+    /// Every issuance in issue order. Each page of rowids comes back as one text, a line per row
+    /// (`pool::issuance_line`): a row as a JSON object costs the process a map and four strings,
+    /// which made this read most of a restart at a million nodes. Pages are rowid ranges, read
+    /// in table order without a sort, and keep each answer to a few megabytes.
     pub async fn load_issuances(&self) -> DbResult<Vec<Issuance>> {
-        const PAGE: u64 = 50_000;
-        let mut all = Vec::new();
-        let mut last_rowid = 0i64;
-        loop {
+        const PAGE: i64 = 200_000;
+        let rows = self.read("SELECT COUNT(*) AS n, MAX(rowid) AS last FROM issuances".to_string(), "counting issuances").await?;
+        let row = rows.first().ok_or("database answered no row while counting issuances")?;
+        let (count, last) = (int(row, "n")?, row.get("last").and_then(Value::as_i64).unwrap_or(0));
+        let mut all = Vec::with_capacity(count as usize);
+        let mut from = 0i64;
+        while from < last {
             let rows = self
                 .read(
-                    format!("SELECT rowid AS r, node, key_id, issued_at FROM issuances WHERE rowid > {last_rowid} ORDER BY rowid LIMIT {PAGE}"),
+                    format!(
+                        "SELECT group_concat(printf('%d %d %d %s', rowid, key_id, issued_at, node), char(10)) AS page FROM issuances WHERE rowid > {from} AND rowid <= {}",
+                        from.saturating_add(PAGE)
+                    ),
                     "loading issuances",
                 )
                 .await?;
-            for row in &rows {
-                last_rowid = int(row, "r")?;
-                all.push(Issuance {
-                    node: string(row, "node")?,
-                    key: KeyId(int(row, "key_id")? as u64),
-                    issued_at: timestamp(int(row, "issued_at")?)?,
-                });
+            // A range without rows (deleted ones) reads as NULL.
+            if let Some(page) = rows.first().and_then(|row| row.get("page")).and_then(Value::as_str) {
+                shared_types::pool::read_issuance_lines(page, &mut all).map_err(|e| e.to_string())?;
             }
-            if (rows.len() as u64) < PAGE {
-                return Ok(all);
-            }
+            from = from.saturating_add(PAGE);
         }
+        Ok(all)
     }
 
     /// Commits one issuance. Fails (and changes nothing) if the node already has a row.
@@ -270,35 +288,30 @@ impl Db {
             .collect()
     }
 
-    /// Hourly estimated cost of every key, oldest first. Each key's series comes back as one
-    /// `bucket:amount,...` string: a year of hours for a hundred keys stays a hundred rows.
-    pub async fn hourly_costs(&self) -> DbResult<Vec<(KeyId, Vec<(i64, MicroUsd)>)>> {
-        let rows = self
-            .read(
-                format!(
-                    "SELECT key_id, group_concat(bucket_start || ':' || v, ',') AS series FROM (SELECT key_id, bucket_start, SUM(micro_usd) AS v FROM usage_samples WHERE source = {} GROUP BY key_id, bucket_start ORDER BY key_id, bucket_start) GROUP BY key_id",
-                    text(&CostSource::UsageEstimate.to_string())
-                ),
-                "reading hourly costs",
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let key = KeyId(int(row, "key_id")? as u64);
-                let series = string(row, "series")?;
-                let points = series
-                    .split(',')
-                    .map(|pair| {
-                        let (t, v) = pair.split_once(':').ok_or("database holds a malformed hourly series")?;
-                        match (t.parse::<i64>(), v.parse::<i64>()) {
-                            (Ok(t), Ok(v)) => Ok((t, MicroUsd(v))),
-                            _ => Err("database holds a malformed hourly series".to_string()),
-                        }
-                    })
-                    .collect::<DbResult<Vec<_>>>()?;
-                Ok((key, points))
-            })
-            .collect()
+    /// Hourly estimated cost of `keys`, oldest first. One read per key, each key's series as one
+    /// `bucket:amount,...` string: a year of hours for a hundred keys is a hundred short reads, so
+    /// an issuance commit (the node's SQLite answers one request at a time) never waits behind one
+    /// long read. `+source` keeps SQLite on the primary key, which gives the key's rows in hour
+    /// order, rather than the (source, time) index, which holds every key's.
+    pub async fn hourly_costs(&self, keys: &[KeyId]) -> DbResult<Vec<(KeyId, Vec<(i64, MicroUsd)>)>> {
+        let source = text(&CostSource::UsageEstimate.to_string());
+        let mut all = Vec::with_capacity(keys.len());
+        for key in keys {
+            let rows = self
+                .read(
+                    format!(
+                        "SELECT group_concat(bucket_start || ':' || v, ',') AS series FROM (SELECT bucket_start, SUM(micro_usd) AS v FROM usage_samples WHERE key_id = {} AND +source = {source} GROUP BY bucket_start ORDER BY bucket_start)",
+                        key.0
+                    ),
+                    "reading hourly costs",
+                )
+                .await?;
+            // A key without usage reads as NULL.
+            if let Some(series) = rows.first().and_then(|row| row.get("series")).and_then(Value::as_str) {
+                all.push((*key, hourly_series(series)?));
+            }
+        }
+        Ok(all)
     }
 
     /// Every model id in stored usage.
@@ -349,12 +362,14 @@ impl Db {
         self.write_all(statements, "pricing stored usage again").await
     }
 
-    /// Token usage of one key per model, all time.
+    /// Token usage of one key per model, all time. `+source` makes SQLite read the key's rows by
+    /// the primary key rather than every estimate by the (source, time) index (16 ms, not 490 ms,
+    /// for one key of a hundred with a year of hours).
     pub async fn usage_by_model(&self, key: KeyId) -> DbResult<Vec<(String, MicroUsd, i64, i64)>> {
         let rows = self
             .read(
                 format!(
-                    "SELECT model, SUM(micro_usd) AS v, SUM(uncached_input + cache_write_5m + cache_write_1h + cache_read) AS input, SUM(output) AS output FROM usage_samples WHERE key_id = {} AND source = {} GROUP BY model ORDER BY v DESC",
+                    "SELECT model, SUM(micro_usd) AS v, SUM(uncached_input + cache_write_5m + cache_write_1h + cache_read) AS input, SUM(output) AS output FROM usage_samples WHERE key_id = {} AND +source = {} GROUP BY model ORDER BY v DESC",
                     key.0,
                     text(&CostSource::UsageEstimate.to_string())
                 ),
@@ -364,38 +379,6 @@ impl Db {
         rows.iter()
             .map(|row| Ok((string(row, "model")?, MicroUsd(int(row, "v")?), int(row, "input")?, int(row, "output")?)))
             .collect()
-    }
-
-    /// Nodes, newest first, optionally filtered by a substring of the name and by key.
-    pub async fn nodes_page(
-        &self,
-        search: Option<&str>,
-        key: Option<KeyId>,
-        offset: u64,
-        limit: u64,
-    ) -> DbResult<(u64, Vec<(String, KeyId, Timestamp)>)> {
-        let mut filters = vec![];
-        if let Some(search) = search.filter(|s| !s.is_empty()) {
-            let pattern = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            filters.push(format!("node LIKE {} ESCAPE '\\'", text(&format!("%{pattern}%"))));
-        }
-        if let Some(key) = key {
-            filters.push(format!("key_id = {}", key.0));
-        }
-        let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
-        let total = self.read(format!("SELECT COUNT(*) AS n FROM issuances{filter}"), "counting nodes").await?;
-        let total = total.first().map(|row| int(row, "n")).transpose()?.unwrap_or(0) as u64;
-        let rows = self
-            .read(
-                format!("SELECT node, key_id, issued_at FROM issuances{filter} ORDER BY issued_at DESC, node LIMIT {limit} OFFSET {offset}"),
-                "listing nodes",
-            )
-            .await?;
-        let nodes = rows
-            .iter()
-            .map(|row| Ok((string(row, "node")?, KeyId(int(row, "key_id")? as u64), timestamp(int(row, "issued_at")?)?)))
-            .collect::<DbResult<Vec<_>>>()?;
-        Ok((total, nodes))
     }
 
     pub async fn append_audit(&self, at: Timestamp, actor: &str, action: &str, detail: &str, outcome: &str) -> DbResult<()> {

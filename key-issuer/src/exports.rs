@@ -77,7 +77,7 @@ impl KeyIssuer {
                 return Err((StatusCode::NOT_FOUND, format!("unknown key {key}")));
             }
         }
-        let db = self.db().await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?;
+        let db = self.costs().await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?;
         match query.what {
             ExportKind::KeyCosts => self.key_costs_chunk(&db, query).await,
             ExportKind::Nodes => self.nodes_chunk(query),
@@ -98,7 +98,7 @@ impl KeyIssuer {
     }
 
     /// Nodes key by key, each key's holders in issue order, with the cost `ListNodes` shows.
-    fn nodes_chunk(&self, query: &ExportQuery) -> Result<ExportChunk, Refusal> {
+    fn nodes_chunk(&mut self, query: &ExportQuery) -> Result<ExportChunk, Refusal> {
         let cursor = query.cursor.as_deref().map(NodeCursor::parse).transpose().map_err(bad_request)?.unwrap_or(NodeCursor::START);
         let keys: Vec<KeyId> = match query.key {
             Some(key) => vec![key],
@@ -111,9 +111,9 @@ impl KeyIssuer {
             w.header(&export::NODES_HEADER);
         }
         for (key, range) in plan {
-            let issuances = self.pool.issuances_in_order(Some(key));
-            let rows = issuances.get(range).unwrap_or_default().iter().map(|i| (i.node.clone(), i.key, i.issued_at)).collect();
-            export::write_node_rows(&mut w, &http_api::node_views(&self.pool, &self.rt.hourly, rows));
+            let positions = self.pool.issue_log().of_key(key).get(range).unwrap_or_default();
+            let views = http_api::node_views(&self.pool, &self.rt.hourly, &mut self.rt.node_shares, positions);
+            export::write_node_rows(&mut w, &views);
         }
         Ok(finish(w, next.map(|c| c.encode())))
     }

@@ -18,6 +18,7 @@ use hyperware_process_lib::{our, Address, Request};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use shared_types::attribution::NodeShares;
 use shared_types::cost::{self, CostSource, HourlyCosts};
 use shared_types::http_api::{
     self, AuditPage, AuditQuery, CostSeries, CostSeriesQuery, JoinEvent, KeyDetail, KeyView, ModelUsageView, NodesPage,
@@ -67,7 +68,15 @@ struct Runtime {
     poller_reachable: bool,
     /// Estimated cost per hour, per key and in total (rebuilt from SQLite at start).
     hourly: HourlyCosts,
-    /// Every model id seen in usage (rebuilt from SQLite at start), to list those priced by the
+    /// The cost attributed to each node, split per key and kept until the key's hourly costs,
+    /// holders or retirement change (`attribution`); refreshed in the background after a push.
+    node_shares: NodeShares,
+    /// A background refresh of `node_shares` is running.
+    refreshing_shares: bool,
+    /// `hourly` is rebuilt from SQLite (`costs`), or being rebuilt.
+    costs_loaded: bool,
+    costs_loading: bool,
+    /// Every model id seen in usage (read from SQLite after `hourly`), to list those priced by the
     /// fallback rate on the status page.
     models_seen: std::collections::BTreeSet<String>,
     /// Usage pushes being stored, and whether stored usage is being priced again: the two never
@@ -92,6 +101,10 @@ enum Background {
     FirstMatch(KeyId),
     TestKey(CheckId, KeyId),
     TestConnection(CheckId),
+    /// Splits again the cost of the keys whose node shares are out of date.
+    RefreshNodeShares,
+    /// Rebuilds the hourly cost index after the node maps (at start).
+    LoadCosts,
 }
 
 /// One audit entry to write: time, actor, action, detail, outcome.
@@ -144,6 +157,45 @@ fn http_result<T>(result: Result<T, String>, status: StatusCode) -> Result<T, St
         hyperapp::set_response_status(status);
     }
     result
+}
+
+/// How long each phase of the rebuild from SQLite took, and the process's linear memory after it:
+/// logged once at start, so a slow restart says where its time went.
+struct RestorePhases {
+    started: Timestamp,
+    last: Timestamp,
+    phases: Vec<(&'static str, i64)>,
+}
+
+impl RestorePhases {
+    fn start() -> RestorePhases {
+        let at = now();
+        RestorePhases { started: at, last: at, phases: vec![] }
+    }
+
+    fn done(&mut self, phase: &'static str) {
+        let at = now();
+        self.phases.push((phase, (at - self.last).num_milliseconds()));
+        self.last = at;
+    }
+}
+
+impl std::fmt::Display for RestorePhases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ms:", (self.last - self.started).num_milliseconds())?;
+        for (phase, ms) in &self.phases {
+            write!(f, " {phase} {ms} ms,")?;
+        }
+        write!(f, " linear memory {} MB", linear_memory_bytes() / (1 << 20))
+    }
+}
+
+/// The process's wasm linear memory (it only grows), for the restore log line.
+fn linear_memory_bytes() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size::<0>() * 65_536;
+    #[cfg(not(target_arch = "wasm32"))]
+    return 0;
 }
 
 /// Appends audit rows in order, in the background.
@@ -238,6 +290,7 @@ impl KeyIssuer {
             Ok(db) => {
                 self.rt.db = Some(db.clone());
                 write_audit(db.clone(), std::mem::take(&mut self.rt.audit_backlog));
+                self.start_in_background(Background::LoadCosts);
                 Ok(db)
             }
             Err(e) => {
@@ -248,22 +301,76 @@ impl KeyIssuer {
     }
 
     async fn open_and_restore(&mut self) -> Result<Db, String> {
+        let mut phases = RestorePhases::start();
         let db = Db::open().await?;
+        phases.done("open");
         let issuances = db.load_issuances().await?;
         let count = issuances.len();
+        phases.done("read issuances");
         self.pool.restore_issuances(issuances).map_err(|e| format!("stored issuances are inconsistent: {e}"))?;
-        let mut hourly = HourlyCosts::default();
-        for (key, points) in db.hourly_costs().await? {
-            for (bucket, amount) in points {
-                hourly.set(key, bucket, amount);
+        phases.done("index issuances");
+        // The issuance policy decides p2p requests: its approval requests come before them.
+        self.rt.policy.requests = shared_types::policy::Requests::restore(db.load_node_requests().await?);
+        phases.done("approval requests");
+        log::info(&format!("restored {count} issued nodes and {} keys ({phases}); answering p2p requests", self.pool.keys().count()));
+        Ok(db)
+    }
+
+    /// The hourly cost index, rebuilt from SQLite after the node maps so that p2p requests do not
+    /// wait for a year of cost (until it is loaded, each key's spend is the one saved with the
+    /// state). Every user of the index waits for it here; concurrent callers wait for one load.
+    async fn costs(&mut self) -> Result<Db, String> {
+        let db = self.db().await?;
+        loop {
+            if self.rt.costs_loaded {
+                return Ok(db);
             }
-            self.pool.set_spent(key, hourly.spent(key));
+            if !self.rt.costs_loading {
+                break;
+            }
+            let _ = hyperapp::sleep(20).await;
+        }
+        self.rt.costs_loading = true;
+        let loaded = self.load_costs(&db).await;
+        self.rt.costs_loading = false;
+        match loaded {
+            Ok(()) => {
+                self.rt.costs_loaded = true;
+                self.sweep(now());
+                self.refresh_node_shares_in_background();
+                self.load_models_seen(&db).await;
+                Ok(db)
+            }
+            Err(e) => {
+                log::warn(&e);
+                Err(STORAGE_UNAVAILABLE.to_string())
+            }
+        }
+    }
+
+    async fn load_costs(&mut self, db: &Db) -> Result<(), String> {
+        let mut phases = RestorePhases::start();
+        let pool_keys: Vec<KeyId> = self.pool.keys().map(|r| r.id).collect();
+        let series = db.hourly_costs(&pool_keys).await?;
+        phases.done("read hourly costs");
+        let keys: Vec<KeyId> = series.iter().map(|(key, _)| *key).collect();
+        let hourly = HourlyCosts::from_series(series);
+        for key in &keys {
+            self.pool.set_spent(*key, hourly.spent(*key));
         }
         self.rt.hourly = hourly;
-        self.rt.models_seen = db.models_seen().await?.into_iter().collect();
-        self.rt.policy.requests = shared_types::policy::Requests::restore(db.load_node_requests().await?);
-        log::info(&format!("restored {count} issued nodes and {} keys", self.pool.keys().count()));
-        Ok(db)
+        phases.done("index hourly costs");
+        log::info(&format!("restored the hourly costs of {} keys ({phases})", keys.len()));
+        Ok(())
+    }
+
+    /// Every model id in stored usage, for the status page's list of models priced by the
+    /// fallback rate; nothing waits for it. Added to the ones pushes have already noted.
+    async fn load_models_seen(&mut self, db: &Db) {
+        match db.models_seen().await {
+            Ok(models) => self.rt.models_seen.extend(models),
+            Err(e) => log::warn(&e),
+        }
     }
 
     fn rate_limiter(&mut self) -> &mut RateLimiter {
@@ -440,7 +547,7 @@ impl KeyIssuer {
     }
 
     async fn store_usage_now(&mut self, push: UsagePush) -> Result<u64, String> {
-        let db = self.db().await?;
+        let db = self.costs().await?;
         let mut stored = 0;
         for bucket in push.buckets {
             let Some(key) = self.pool.key_by_api_id(&bucket.api_key_id) else { continue };
@@ -460,6 +567,7 @@ impl KeyIssuer {
             stored += 1;
         }
         self.sweep(now());
+        self.refresh_node_shares_in_background();
         Ok(stored)
     }
 
@@ -610,21 +718,16 @@ impl KeyIssuer {
     }
 
     async fn reprice_now(&mut self) -> Result<(), String> {
-        let db = self.db().await?;
+        let db = self.costs().await?;
         db.reprice(&self.settings.price_table).await?;
-        let mut hourly = HourlyCosts::default();
-        let series = db.hourly_costs().await?;
-        for record_id in self.pool.keys().map(|r| r.id).collect::<Vec<_>>() {
-            self.pool.set_spent(record_id, MicroUsd::ZERO);
-        }
-        for (key, points) in series {
-            for (bucket, amount) in points {
-                hourly.set(key, bucket, amount);
-            }
+        let pool_keys: Vec<KeyId> = self.pool.keys().map(|r| r.id).collect();
+        let hourly = HourlyCosts::from_series(db.hourly_costs(&pool_keys).await?);
+        for key in pool_keys {
             self.pool.set_spent(key, hourly.spent(key));
         }
         self.rt.hourly = hourly;
         self.sweep(now());
+        self.refresh_node_shares_in_background();
         Ok(())
     }
 
@@ -668,8 +771,34 @@ impl KeyIssuer {
                     };
                     issuer.rt.checks.finish(check, outcome, now());
                 }
+                Background::RefreshNodeShares => issuer.refresh_node_shares().await,
+                Background::LoadCosts => {
+                    let _ = issuer.costs().await;
+                }
             }
         });
+    }
+
+    /// Brings the node shares of every key up to date (after a push, a re-pricing or the rebuild at
+    /// start), so that the next page of nodes reads them instead of splitting a year of cost. One
+    /// key at a time, yielding between keys so that p2p requests are answered meanwhile; only the
+    /// keys stale when it starts, so a burst of issuances does not keep it running (a page
+    /// refreshes what it shows itself).
+    fn refresh_node_shares_in_background(&mut self) {
+        if !self.rt.refreshing_shares {
+            self.rt.refreshing_shares = true;
+            self.start_in_background(Background::RefreshNodeShares);
+        }
+    }
+
+    async fn refresh_node_shares(&mut self) {
+        let stale = self.rt.node_shares.stale_keys(&self.pool, &self.rt.hourly);
+        for key in stale {
+            self.rt.node_shares.refresh(&self.pool, &self.rt.hourly, key);
+            let _ = hyperapp::sleep(0).await;
+        }
+        self.rt.node_shares.retain_keys_of(&self.pool);
+        self.rt.refreshing_shares = false;
     }
 
     /// Looks a just-added key up in the organization's keys: a key the organization stopped is
@@ -1045,14 +1174,15 @@ impl KeyIssuer {
             Ok(query) => query,
             Err(refused) => return refused,
         };
-        let db = match self.db().await {
-            Ok(db) => db,
-            Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
-        };
+        // The issue log and the hourly costs the shares split are rebuilt from storage at start.
+        if let Err(e) = self.costs().await {
+            return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE);
+        }
         let limit = http_api::page_limit(query.limit);
-        let (total, rows) = db.nodes_page(query.search.as_deref(), query.key, query.offset, limit).await?;
-        let nodes = http_api::node_views(&self.pool, &self.rt.hourly, rows);
-        Ok(NodesPage { total, nodes })
+        // Served from the pool's issue log (every issuance is in memory), not from SQLite.
+        let page = self.pool.newest_first(query.key, query.search.as_deref(), query.offset, limit);
+        let nodes = http_api::node_views(&self.pool, &self.rt.hourly, &mut self.rt.node_shares, &page.positions);
+        Ok(NodesPage { total: page.total, nodes })
     }
 
     #[http]
@@ -1069,7 +1199,7 @@ impl KeyIssuer {
                 return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
             }
         }
-        if let Err(e) = self.db().await {
+        if let Err(e) = self.costs().await {
             return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE);
         }
         let hourly = self.rt.hourly.points(query.key);
@@ -1117,12 +1247,12 @@ impl KeyIssuer {
         let Some(view) = self.key_view(key, at) else {
             return http_result(Err(format!("unknown key {key}")), StatusCode::NOT_FOUND);
         };
-        let db = match self.db().await {
+        let db = match self.costs().await {
             Ok(db) => db,
             Err(e) => return http_result(Err(e), StatusCode::SERVICE_UNAVAILABLE),
         };
-        let (_, rows) = db.nodes_page(None, Some(key), 0, http_api::MAX_PAGE).await?;
-        let nodes = http_api::node_views(&self.pool, &self.rt.hourly, rows);
+        let page = self.pool.newest_first(Some(key), None, 0, http_api::MAX_PAGE);
+        let nodes = http_api::node_views(&self.pool, &self.rt.hourly, &mut self.rt.node_shares, &page.positions);
         let usage_by_model = db
             .usage_by_model(key)
             .await?

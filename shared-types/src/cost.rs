@@ -115,6 +115,8 @@ pub struct CostPoint {
 pub struct HourlyCosts {
     per_key: std::collections::HashMap<crate::KeyId, BTreeMap<i64, MicroUsd>>,
     total: BTreeMap<i64, MicroUsd>,
+    /// Changes whenever a key's hours change (see [`HourlyCosts::version`]).
+    versions: std::collections::HashMap<crate::KeyId, u64>,
 }
 
 impl HourlyCosts {
@@ -123,6 +125,60 @@ impl HourlyCosts {
         let old = self.per_key.entry(key).or_default().insert(bucket_start, amount).unwrap_or(MicroUsd::ZERO);
         let total = self.total.entry(bucket_start).or_default();
         *total = MicroUsd(total.0 - old.0 + amount.0);
+        self.versions.insert(key, crate::pool::issue_log::next_version());
+    }
+
+    /// The index of whole series (each key's buckets), as [`HourlyCosts::set`] of every bucket
+    /// would build it, built in bulk: at start, a year of hours for a hundred keys.
+    pub fn from_series(series: impl IntoIterator<Item = (crate::KeyId, Vec<(i64, MicroUsd)>)>) -> HourlyCosts {
+        let mut costs = HourlyCosts::default();
+        for (key, points) in series {
+            if points.is_empty() {
+                continue;
+            }
+            if costs.per_key.contains_key(&key) {
+                // A key given twice: its later buckets replace, as upserts.
+                for (bucket, amount) in points {
+                    costs.set(key, bucket, amount);
+                }
+                continue;
+            }
+            // The last of equal buckets wins, as with `set`.
+            costs.per_key.insert(key, points.into_iter().collect());
+            costs.versions.insert(key, crate::pool::issue_log::next_version());
+        }
+        let mut buckets: Vec<(i64, MicroUsd)> = costs.per_key.values().flat_map(|m| m.iter().map(|(t, a)| (*t, *a))).collect();
+        buckets.sort_unstable_by_key(|(t, _)| *t);
+        let mut total: Vec<(i64, MicroUsd)> = Vec::with_capacity(buckets.len());
+        for (bucket, amount) in buckets {
+            match total.last_mut() {
+                Some((t, sum)) if *t == bucket => *sum += amount,
+                _ => total.push((bucket, amount)),
+            }
+        }
+        costs.total = total.into_iter().collect();
+        costs
+    }
+
+    /// A number that changes whenever `key`'s hourly costs change, never repeated by another
+    /// `HourlyCosts` (a rebuilt index cannot be mistaken for the old); 0 for a key without cost.
+    pub fn version(&self, key: crate::KeyId) -> u64 {
+        self.versions.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Cost of one key, or of the pool when `key` is None, in the buckets starting in [from, to).
+    pub fn sum_between(&self, key: Option<crate::KeyId>, from: i64, to: i64) -> MicroUsd {
+        let map = match key {
+            Some(k) => match self.per_key.get(&k) {
+                Some(m) => m,
+                None => return MicroUsd::ZERO,
+            },
+            None => &self.total,
+        };
+        if from >= to {
+            return MicroUsd::ZERO;
+        }
+        map.range(from..to).map(|(_, amount)| *amount).sum()
     }
 
     /// Hourly points of one key, or of the pool when `key` is None, oldest first.
@@ -274,9 +330,17 @@ pub fn split_cost(hourly: &[CostPoint], spans: &[(Timestamp, Option<Timestamp>)]
     let exact: Vec<i128> = ranges.iter().map(|&(first, last)| prefix[last] - prefix[first]).collect();
     let mut shares: Vec<MicroUsd> = exact.iter().map(|scaled| MicroUsd((scaled / SCALE) as i64)).collect();
     let handed_out: i64 = shares.iter().map(|m| m.0).sum();
+    // Fractions below one µUSD in SCALE parts (fit an i64), computed once rather than per comparison.
+    let fractions: Vec<i64> = exact.iter().map(|scaled| (scaled % SCALE) as i64).collect();
+    let left_over = ((shared - handed_out).max(0) as usize).min(shares.len());
+    if left_over == 0 {
+        return shares;
+    }
+    // The `left_over` largest fractions (ties: earlier first) take one µUSD each: a selection, as
+    // their order among themselves does not matter.
     let mut by_fraction: Vec<usize> = (0..exact.len()).collect();
-    by_fraction.sort_by(|&a, &b| (exact[b] % SCALE).cmp(&(exact[a] % SCALE)).then(a.cmp(&b)));
-    for i in by_fraction.into_iter().take((shared - handed_out).max(0) as usize) {
+    by_fraction.select_nth_unstable_by(left_over - 1, |&a, &b| fractions[b].cmp(&fractions[a]).then(a.cmp(&b)));
+    for &i in &by_fraction[..left_over] {
         shares[i].0 += 1;
     }
     shares
@@ -291,6 +355,14 @@ pub fn spent_between(hourly: &[CostPoint], from: i64, to: i64) -> MicroUsd {
 pub fn burn_rate_per_hour(hourly: &[CostPoint], now: Timestamp) -> MicroUsd {
     let since = now - chrono::TimeDelta::hours(24);
     let day: MicroUsd = hourly.iter().filter(|p| p.at > since && p.at <= now).map(|p| p.amount).sum();
+    MicroUsd(day.0 / 24)
+}
+
+/// [`burn_rate_per_hour`] of one key (or the pool) read from the hourly index by range.
+pub fn burn_rate_in(hourly: &HourlyCosts, key: Option<crate::KeyId>, now: Timestamp) -> MicroUsd {
+    // Buckets starting after now − 24 h and at most now, as whole seconds.
+    let since = (now - chrono::TimeDelta::hours(24)).timestamp();
+    let day = hourly.sum_between(key, since + 1, now.timestamp() + 1);
     MicroUsd(day.0 / 24)
 }
 
@@ -464,6 +536,50 @@ mod tests {
                 let got = shares[&h.node].0 as f64;
                 proptest::prop_assert!((got - exact[i]).abs() < 1.0 + 1e-6, "{} got {} exact {}", h.node, got, exact[i]);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Built in bulk or bucket by bucket, the index is the same.
+        #[test]
+        fn bulk_built_hourly_costs_equal_upserts(
+            series in proptest::collection::vec((1u64..5, proptest::collection::vec((0i64..50, 0i64..1_000), 0..30)), 0..8),
+        ) {
+            let mut one_by_one = HourlyCosts::default();
+            for (key, points) in &series {
+                for (h, amount) in points {
+                    one_by_one.set(crate::KeyId(*key), t(*h).timestamp(), MicroUsd(*amount));
+                }
+            }
+            let bulk = HourlyCosts::from_series(series.iter().map(|(key, points)| {
+                (crate::KeyId(*key), points.iter().map(|(h, a)| (t(*h).timestamp(), MicroUsd(*a))).collect())
+            }));
+            proptest::prop_assert_eq!(bulk.points(None), one_by_one.points(None));
+            for key in 1..5 {
+                let key = crate::KeyId(key);
+                proptest::prop_assert_eq!(bulk.points(Some(key)), one_by_one.points(Some(key)));
+                proptest::prop_assert_eq!(bulk.version(key) == 0, one_by_one.version(key) == 0);
+            }
+        }
+
+        /// The ranged sums of the hourly index agree with the sums over its points.
+        #[test]
+        fn ranged_sums_agree_with_the_points(
+            hours in proptest::collection::vec((0i64..100, 0i64..1_000), 0..40),
+            now_secs in 0i64..110 * 3600,
+            from in 0i64..110,
+            len in 0i64..110,
+        ) {
+            let mut hourly = HourlyCosts::default();
+            for (h, amount) in &hours {
+                hourly.set(crate::KeyId(1), t(*h).timestamp(), MicroUsd(*amount));
+            }
+            let points = hourly.points(Some(crate::KeyId(1)));
+            let now = t(0) + chrono::TimeDelta::seconds(now_secs) + chrono::TimeDelta::milliseconds(now_secs % 1000);
+            proptest::prop_assert_eq!(burn_rate_in(&hourly, Some(crate::KeyId(1)), now), burn_rate_per_hour(&points, now));
+            proptest::prop_assert_eq!(burn_rate_in(&hourly, None, now), burn_rate_per_hour(&hourly.points(None), now));
+            let (from, to) = (t(from).timestamp(), t(from + len).timestamp());
+            proptest::prop_assert_eq!(hourly.sum_between(Some(crate::KeyId(1)), from, to), spent_between(&points, from, to));
         }
     }
 

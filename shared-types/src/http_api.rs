@@ -850,8 +850,8 @@ mod tests {
     fn node_views_attribute_cost_exactly() {
         let (pool, hourly) = pool_with_two_nodes();
         let key = pool.keys().next().unwrap().id;
-        let rows = vec![("alice.os".to_string(), key, at(-10 * 86400)), ("bob.os".to_string(), key, at(-3600))];
-        let views = node_views(&pool, &hourly, rows);
+        assert_eq!(pool.issue_log().of_key(key), &[0, 1]);
+        let views = node_views(&pool, &hourly, &mut crate::attribution::NodeShares::default(), &[0, 1]);
         // Alice alone for the 1 USD hour; the two 3 µUSD hours split 1.5 + 1.5 each.
         assert_eq!(views[0].cost_micro_usd, 1_000_000 + 3);
         assert_eq!(views[1].cost_micro_usd, 3);
@@ -981,7 +981,10 @@ pub struct KeyRunway {
 impl KeyRunway {
     /// Burn rate (last 24 h ÷ 24) and runway of a key, from its hourly cost.
     pub fn of(record: &KeyRecord, hourly: &[crate::cost::CostPoint], now: Timestamp) -> KeyRunway {
-        let burn = crate::cost::burn_rate_per_hour(hourly, now);
+        KeyRunway::with_burn(record, crate::cost::burn_rate_per_hour(hourly, now))
+    }
+
+    fn with_burn(record: &KeyRecord, burn: MicroUsd) -> KeyRunway {
         KeyRunway {
             id: record.id,
             name: record.name.clone(),
@@ -1020,69 +1023,58 @@ pub fn overview(pool: &crate::KeyPool, hourly: &crate::cost::HourlyCosts, now: T
         .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
         .single()
         .map_or(day_start, |t| t.timestamp());
-    let total = hourly.points(None);
-    let spent_total: MicroUsd = total.iter().map(|p| p.amount).sum();
+    // Sums over ranges of the hourly index: no key's year of points is copied.
+    let spent_total = hourly.sum_between(None, i64::MIN, i64::MAX);
     let summary = crate::wit_api::pool_summary(pool, now);
     let nodes = pool.issued_node_count() as u64;
     let mut keys: Vec<KeyRunway> = pool
         .keys()
         .filter(|r| r.is_active())
-        .map(|r| KeyRunway::of(r, &hourly.points(Some(r.id)), now))
+        .map(|r| KeyRunway::with_burn(r, cost::burn_rate_in(hourly, Some(r.id), now)))
         .collect();
     keys.sort_by_key(|k| (k.budget_runs_out_in_secs.is_none(), k.budget_runs_out_in_secs, k.id));
     OverviewView {
         now: crate::wit_api::rfc3339(now),
-        spent_today_micro_usd: cost::spent_between(&total, day_start, i64::MAX).0,
-        spent_this_month_micro_usd: cost::spent_between(&total, month_start, i64::MAX).0,
+        spent_today_micro_usd: hourly.sum_between(None, day_start, i64::MAX).0,
+        spent_this_month_micro_usd: hourly.sum_between(None, month_start, i64::MAX).0,
         spent_total_micro_usd: spent_total.0,
         active_keys: summary.active_keys,
         historical_keys: summary.historical_keys,
         eligible_keys: summary.eligible_keys,
         nodes_onboarded: nodes,
         cost_per_node_micro_usd: (nodes > 0).then(|| spent_total.0 / nodes as i64),
-        burn_rate_micro_usd_per_hour: cost::burn_rate_per_hour(&total, now).0,
+        burn_rate_micro_usd_per_hour: cost::burn_rate_in(hourly, None, now).0,
         keys,
     }
 }
 
-/// Views of a page of issuance rows `(node, key, issued at)`, each with the cost attributed to the
-/// node (`cost::split_cost` over every holder of its key, once per key on the page; no node name is
-/// copied for the holders off the page).
+/// Views of the issuances at `positions` (of issue order), each with the cost attributed to its
+/// node: `attribution::NodeShares` splits each key's cost once and keeps it until an input changes.
 pub fn node_views(
     pool: &crate::KeyPool,
     hourly: &crate::cost::HourlyCosts,
-    rows: Vec<(crate::NodeId, KeyId, Timestamp)>,
+    shares: &mut crate::attribution::NodeShares,
+    positions: &[crate::pool::IssuePos],
 ) -> Vec<NodeView> {
-    // Per key on the page: its holders in issue order (time order) and their shares.
-    let keys: std::collections::BTreeSet<KeyId> = rows.iter().map(|(_, k, _)| *k).collect();
-    let per_key: std::collections::HashMap<KeyId, (Vec<&crate::pool::Issuance>, Vec<MicroUsd>)> = keys
-        .into_iter()
-        .map(|key| {
-            let until = pool.key(key).and_then(|r| r.retirement.as_ref().map(|r| r.at));
-            let holders = pool.issuances_in_order(Some(key));
-            let spans: Vec<_> = holders.iter().map(|i| (i.issued_at, until)).collect();
-            let shares = crate::cost::split_cost(&hourly.points(Some(key)), &spans);
-            (key, (holders, shares))
-        })
-        .collect();
-    let cost_of = |node: &str, key: KeyId, issued_at: Timestamp| {
-        let (holders, shares) = per_key.get(&key)?;
-        // Rows carry whole seconds; the pool may hold finer times.
-        let secs = issued_at.timestamp();
-        let first = holders.partition_point(|i| i.issued_at.timestamp() < secs);
-        (first..holders.len())
-            .take_while(|&i| holders[i].issued_at.timestamp() == secs)
-            .find(|&i| holders[i].node == node)
-            .map(|i| shares[i].0)
-    };
-    rows.into_iter()
-        .map(|(node, key, issued_at)| {
+    let log = pool.issue_log();
+    positions
+        .iter()
+        .filter(|&&pos| (pos as usize) < log.len())
+        .map(|&pos| {
+            let issuance = log.at(pos);
             let (key_name, masked_key) = pool
-                .key(key)
+                .key(issuance.key)
                 .map(|r| (r.name.clone(), r.hint.to_string()))
                 .unwrap_or_else(|| ("(unknown key)".to_string(), String::new()));
-            let cost = cost_of(&node, key, issued_at).unwrap_or(0);
-            NodeView { node, key_id: key, key_name, masked_key, issued_at: rfc3339(issued_at), cost_micro_usd: cost }
+            let cost = shares.share_at(pool, hourly, pos).map_or(0, |m| m.0);
+            NodeView {
+                node: issuance.node.clone(),
+                key_id: issuance.key,
+                key_name,
+                masked_key,
+                issued_at: rfc3339(issuance.issued_at),
+                cost_micro_usd: cost,
+            }
         })
         .collect()
 }

@@ -13,6 +13,10 @@ use thiserror::Error;
 use crate::secret::{ApiKeySecret, KeyHint};
 use crate::{MicroUsd, Timestamp};
 
+pub(crate) mod issue_log;
+
+pub use issue_log::{issuance_line, read_issuance_lines, IssueLog, IssuePos, MalformedIssuanceRow};
+
 pub type NodeId = String;
 
 /// Local id of a key in the pool.
@@ -238,41 +242,82 @@ pub fn validate_node_name(node: &str) -> Result<(), IssueError> {
 
 /// A time range of issuances (see [`KeyPool::issued_between`]).
 pub struct IssueRange<'a> {
-    pool: &'a KeyPool,
-    nodes: &'a [NodeId],
+    log: &'a IssueLog,
+    positions: Positions<'a>,
+}
+
+/// Issuances in issue order: a run of the whole log, or picked positions (one key's).
+enum Positions<'a> {
+    Run(std::ops::Range<usize>),
+    Picked(&'a [IssuePos]),
 }
 
 impl<'a> IssueRange<'a> {
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        match &self.positions {
+            Positions::Run(run) => run.len(),
+            Positions::Picked(picked) => picked.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.len() == 0
+    }
+
+    /// Position in issue order of the `i`-th issuance of the range.
+    pub fn position(&self, i: usize) -> Option<IssuePos> {
+        match &self.positions {
+            Positions::Run(run) => (i < run.len()).then(|| (run.start + i) as IssuePos),
+            Positions::Picked(picked) => picked.get(i).copied(),
+        }
     }
 
     /// The `i`-th issuance of the range, in issue order.
     pub fn get(&self, i: usize) -> Option<&'a Issuance> {
-        self.nodes.get(i).and_then(|n| self.pool.issued.get(n))
+        self.position(i).map(|pos| self.log.at(pos))
     }
+}
+
+/// Finds a text in node names as SQL's `LIKE '%text%'` did: ASCII letters in either case.
+struct NameFinder<'a> {
+    needle: &'a [u8],
+    first: u8,
+}
+
+impl<'a> NameFinder<'a> {
+    fn new(needle: &'a str) -> NameFinder<'a> {
+        let needle = needle.as_bytes();
+        NameFinder { needle, first: needle.first().map_or(0, u8::to_ascii_lowercase) }
+    }
+
+    fn is_in(&self, name: &str) -> bool {
+        let (name, n) = (name.as_bytes(), self.needle.len());
+        if n == 0 {
+            return true;
+        }
+        // A first-byte test before comparing: names are short, so this beats a general searcher.
+        n <= name.len()
+            && (0..=name.len() - n).any(|i| name[i].to_ascii_lowercase() == self.first && name[i..i + n].eq_ignore_ascii_case(self.needle))
+    }
+}
+
+/// A page of `ListNodes`: how many issuances match, and the page's positions, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IssuancePage {
+    pub total: u64,
+    pub positions: Vec<IssuePos>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyPool {
     keys: BTreeMap<KeyId, KeyRecord>,
     next_id: u64,
-    /// node → its issuance (rebuilt from SQLite).
+    /// Every issuance in issue order, indexed by node and by key (rebuilt from SQLite).
     #[serde(skip)]
-    issued: HashMap<NodeId, Issuance>,
-    /// key → nodes in issue order (rebuilt).
-    #[serde(skip)]
-    key_nodes: HashMap<KeyId, Vec<NodeId>>,
+    issued: IssueLog,
     /// api key id → key (rebuilt).
     #[serde(skip)]
     by_api_id: HashMap<String, KeyId>,
-    /// Every issued node in issue order (rebuilt), for time-range queries.
-    #[serde(skip)]
-    issue_order: Vec<NodeId>,
     /// Whether keys not yet matched to an Admin API id may be issued (a setting, off by default:
     /// their spend cannot be tracked, so their budget cannot be enforced).
     #[serde(skip)]
@@ -382,23 +427,11 @@ impl KeyPool {
     /// Rebuilds the node maps from stored issuances, given in the order they were issued (at
     /// start, after deserialising). On error nothing changes.
     pub fn restore_issuances(&mut self, issuances: impl IntoIterator<Item = Issuance>) -> Result<(), PoolError> {
-        let mut issued = HashMap::new();
-        let mut key_nodes: HashMap<KeyId, Vec<NodeId>> = HashMap::new();
-        let mut issue_order = Vec::new();
-        for issuance in issuances {
-            if !self.keys.contains_key(&issuance.key) {
-                return Err(PoolError::IssuanceOfUnknownKey { node: issuance.node, key: issuance.key });
-            }
-            if issued.contains_key(&issuance.node) {
-                return Err(PoolError::NodeIssuedTwice(issuance.node));
-            }
-            key_nodes.entry(issuance.key).or_default().push(issuance.node.clone());
-            issue_order.push(issuance.node.clone());
-            issued.insert(issuance.node.clone(), issuance);
+        let issuances: Vec<Issuance> = issuances.into_iter().collect();
+        if let Some(unknown) = issuances.iter().find(|i| !self.keys.contains_key(&i.key)) {
+            return Err(PoolError::IssuanceOfUnknownKey { node: unknown.node.clone(), key: unknown.key });
         }
-        self.issued = issued;
-        self.key_nodes = key_nodes;
-        self.issue_order = issue_order;
+        self.issued = IssueLog::from_ordered(issuances).map_err(PoolError::NodeIssuedTwice)?;
         self.rebuild_api_index();
         Ok(())
     }
@@ -465,24 +498,13 @@ impl KeyPool {
             expires_at: record.expires_at,
             first_time: true,
         };
-        self.issued.insert(node.to_string(), Issuance { node: node.to_string(), key, issued_at: now });
-        self.key_nodes.entry(key).or_default().push(node.to_string());
-        self.issue_order.push(node.to_string());
+        self.issued.push(Issuance { node: node.to_string(), key, issued_at: now });
         Ok(issued)
     }
 
     /// Takes back an issuance that could not be persisted.
     pub fn undo_issue(&mut self, node: &str) {
-        if let Some(issuance) = self.issued.remove(node) {
-            if let Some(nodes) = self.key_nodes.get_mut(&issuance.key) {
-                if let Some(pos) = nodes.iter().rposition(|n| n == node) {
-                    nodes.remove(pos);
-                }
-            }
-            if let Some(pos) = self.issue_order.iter().rposition(|n| n == node) {
-                self.issue_order.remove(pos);
-            }
-        }
+        self.issued.remove(node);
     }
 
     pub fn retire(&mut self, key: KeyId, reason: RetireReason, now: Timestamp) -> Result<(), PoolError> {
@@ -753,38 +775,96 @@ impl KeyPool {
     }
 
     pub fn issuances(&self) -> impl Iterator<Item = &Issuance> {
-        self.issued.values()
+        self.issued.all().iter()
     }
 
-    fn order_of(&self, key: Option<KeyId>) -> &[NodeId] {
-        match key {
-            Some(k) => self.key_nodes.get(&k).map(Vec::as_slice).unwrap_or(&[]),
-            None => &self.issue_order,
-        }
+    /// Every issuance, indexed by node and key, in issue order.
+    pub fn issue_log(&self) -> &IssueLog {
+        &self.issued
     }
 
     /// Issuances of one key (or of all keys) in issue order — time order, as the issuer's clock
     /// only moves forward.
     pub fn issuances_in_order(&self, key: Option<KeyId>) -> Vec<&Issuance> {
-        self.order_of(key).iter().filter_map(|n| self.issued.get(n)).collect()
+        match key {
+            Some(k) => self.issued.of_key(k).iter().map(|&pos| self.issued.at(pos)).collect(),
+            None => self.issued.all().iter().collect(),
+        }
     }
 
     /// Issuances of one key (or all) issued within [from, to], found by binary search over issue
     /// order without touching the rest.
     pub fn issued_between(&self, key: Option<KeyId>, from: Timestamp, to: Timestamp) -> IssueRange<'_> {
-        let nodes = self.order_of(key);
-        let at = |n: &NodeId| self.issued.get(n).map(|i| i.issued_at);
-        let start = nodes.partition_point(|n| at(n).is_some_and(|t| t < from));
-        let end = nodes.partition_point(|n| at(n).is_some_and(|t| t <= to)).max(start);
-        IssueRange { pool: self, nodes: &nodes[start..end] }
+        let log = &self.issued;
+        let positions = match key {
+            Some(k) => {
+                let picked = log.of_key(k);
+                let start = picked.partition_point(|&p| log.at(p).issued_at < from);
+                let end = picked.partition_point(|&p| log.at(p).issued_at <= to).max(start);
+                Positions::Picked(&picked[start..end])
+            }
+            None => {
+                let all = log.all();
+                let start = all.partition_point(|i| i.issued_at < from);
+                let end = all.partition_point(|i| i.issued_at <= to).max(start);
+                Positions::Run(start..end)
+            }
+        };
+        IssueRange { log, positions }
+    }
+
+    /// A page of issuances, newest first, of one key or all, whose node name contains `search`
+    /// (empty: every node): the matching count and the page's positions. Without a search it
+    /// reads only the page; a search reads every name of the selection once.
+    pub fn newest_first(&self, key: Option<KeyId>, search: Option<&str>, offset: u64, limit: u64) -> IssuancePage {
+        let log = &self.issued;
+        let count = match key {
+            Some(k) => log.of_key(k).len(),
+            None => log.len(),
+        };
+        // The i-th newest issuance of the selection.
+        let nth_newest = |i: usize| -> IssuePos {
+            match key {
+                Some(k) => log.of_key(k)[count - 1 - i],
+                None => (count - 1 - i) as IssuePos,
+            }
+        };
+        let (offset, limit) = (offset.min(usize::MAX as u64) as usize, limit.min(usize::MAX as u64) as usize);
+        match search.filter(|s| !s.is_empty()) {
+            None => IssuancePage {
+                total: count as u64,
+                positions: (offset.min(count)..offset.saturating_add(limit).min(count)).map(nth_newest).collect(),
+            },
+            // Every name: one pass over the log's names buffer.
+            Some(search) if key.is_none() => {
+                let found = log.containing(search);
+                let total = found.len();
+                IssuancePage {
+                    total: total as u64,
+                    positions: found.iter().rev().skip(offset).take(limit).copied().collect(),
+                }
+            }
+            // One key's names: few enough to test one by one.
+            Some(search) => {
+                let finder = NameFinder::new(search);
+                let mut page = IssuancePage::default();
+                for pos in (0..count).map(nth_newest).filter(|&pos| finder.is_in(&log.at(pos).node)) {
+                    if page.total as usize >= offset && page.positions.len() < limit {
+                        page.positions.push(pos);
+                    }
+                    page.total += 1;
+                }
+                page
+            }
+        }
     }
 
     pub fn nodes_of(&self, key: KeyId) -> impl Iterator<Item = &NodeId> {
-        self.key_nodes.get(&key).into_iter().flatten()
+        self.issued.of_key(key).iter().map(|&pos| &self.issued.at(pos).node)
     }
 
     pub fn node_count_of(&self, key: KeyId) -> usize {
-        self.key_nodes.get(&key).map_or(0, Vec::len)
+        self.issued.of_key(key).len()
     }
 
     pub fn issued_node_count(&self) -> usize {
@@ -1105,6 +1185,38 @@ mod tests {
         assert_eq!(pool.issued_between(Some(k1), t(0), t(1000)).len(), 10);
         assert!(pool.issued_between(Some(KeyId(9)), t(0), t(1000)).is_empty());
         assert!(pool.issued_between(None, t(61), t(62)).is_empty());
+    }
+
+    #[test]
+    fn pages_go_newest_first_by_key_and_by_name() {
+        let mut pool = pool_issuing_unmatched();
+        let mut rng = StdRng::seed_from_u64(1);
+        let k1 = add_issuable(&mut pool, new_key(1), t(0));
+        let k2 = add_issuable(&mut pool, new_key(2), t(0));
+        let rows: Vec<Issuance> = (0..10)
+            .map(|i| Issuance { node: format!("n{i}_x.os"), key: if i % 2 == 0 { k1 } else { k2 }, issued_at: t(i) })
+            .collect();
+        pool.restore_issuances(rows).unwrap();
+        let names = |page: &IssuancePage| page.positions.iter().map(|&p| pool.issue_log().at(p).node.clone()).collect::<Vec<_>>();
+        let page = pool.newest_first(None, None, 0, 3);
+        assert_eq!((page.total, names(&page)), (10, vec!["n9_x.os".to_string(), "n8_x.os".into(), "n7_x.os".into()]));
+        let last = pool.newest_first(None, None, 8, 100);
+        assert_eq!(names(&last), vec!["n1_x.os", "n0_x.os"]);
+        assert!(pool.newest_first(None, None, 50, 10).positions.is_empty());
+        let of_k2 = pool.newest_first(Some(k2), None, 1, 2);
+        assert_eq!((of_k2.total, names(&of_k2)), (5, vec!["n7_x.os".to_string(), "n5_x.os".into()]));
+        // A search is a literal substring, ASCII letters in either case (as SQL's LIKE was).
+        let found = pool.newest_first(None, Some("N1_"), 0, 10);
+        assert_eq!((found.total, names(&found)), (1, vec!["n1_x.os".to_string()]));
+        assert_eq!(pool.newest_first(None, Some("%"), 0, 10).total, 0);
+        assert_eq!(pool.newest_first(None, Some("_x"), 0, 10).total, 10);
+        let searched = pool.newest_first(Some(k1), Some("x.os"), 1, 2);
+        assert_eq!((searched.total, names(&searched)), (5, vec!["n6_x.os".to_string(), "n4_x.os".into()]));
+        assert_eq!(pool.newest_first(None, Some(""), 0, 1).total, 10);
+        // Issued afterwards: first in the next page.
+        pool.issue_to("late.os", t(100), &mut rng).unwrap();
+        let newest = pool.newest_first(None, None, 0, 1);
+        assert_eq!(pool.issue_log().at(newest.positions[0]).node, "late.os");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod admin_api;
 pub mod alerts;
+pub mod attribution;
 pub mod checks;
 pub mod cost;
 pub mod export;

@@ -32,7 +32,8 @@ commands:
           target/test-packages/, for `cargo test -p e2e --test two_nodes`; `test` and
           `bench` build them themselves
   bench   build the package, then print issuance, cost-series and dashboard figures
-          (docs/benchmarks.md); `bench p2p` or `bench dashboard` runs one part";
+          (docs/benchmarks.md); `bench p2p` or `bench dashboard` runs one part, `bench scale`
+          the dashboard calls, restart and memory at a million nodes alone";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
