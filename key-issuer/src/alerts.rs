@@ -139,7 +139,8 @@ impl Alerts {
             let outcome = post_with_retries(&url, &text).await;
             if !outcome.delivered {
                 // The URL is a credential of the channel: neither it nor the answer is logged.
-                let detail = text.chars().take(120).collect::<String>();
+                // Written straight to the database: through the one masking every audit text gets.
+                let detail = shared_types::admin_api::redact(&text.chars().take(120).collect::<String>());
                 if let Err(e) = db.append_audit(now(), "key-issuer", "alert webhook", &detail, &format!("not delivered: {}", outcome.outcome)).await {
                     log::warn(&e);
                 }
@@ -267,6 +268,11 @@ impl KeyIssuer {
     /// changed (no I/O), so it runs at every state change.
     pub(crate) fn evaluate_alerts(&mut self, at: Timestamp) {
         let Some(db) = self.rt.db.clone() else { return };
+        // Until the stored usage is read back, what holds is not known yet (the spend saved with
+        // the state, no models seen): evaluating then would clear open alerts only to raise them again.
+        if !self.rt.models_seen_loaded {
+            return;
+        }
         let alerts = self.rt.alerts.clone();
         if !alerts.loaded() {
             alerts.load_in_background(db);

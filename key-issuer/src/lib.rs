@@ -76,6 +76,9 @@ struct Runtime {
     /// `hourly` is rebuilt from SQLite (`costs`), or being rebuilt.
     costs_loaded: bool,
     costs_loading: bool,
+    /// The models seen in stored usage are loaded (after the costs): alerts are evaluated only
+    /// then, or an open unknown-model alert would clear and rise again at every restart.
+    models_seen_loaded: bool,
     /// Every model id seen in usage (read from SQLite after `hourly`), to list those priced by the
     /// fallback rate on the status page.
     models_seen: std::collections::BTreeSet<String>,
@@ -371,6 +374,8 @@ impl KeyIssuer {
             Ok(models) => self.rt.models_seen.extend(models),
             Err(e) => log::warn(&e),
         }
+        self.rt.models_seen_loaded = true;
+        self.evaluate_alerts(now());
     }
 
     fn rate_limiter(&mut self) -> &mut RateLimiter {
@@ -869,6 +874,12 @@ impl KeyIssuer {
         self.pool.set_issue_unmatched(self.settings.issue_unmatched_keys);
         self.save();
         homepage::add_tile();
+        // Keys added just before a stop were still being looked up: look them up again (a key
+        // is not issued while its first look-up is pending).
+        let pending: Vec<KeyId> = self.pool.keys().filter(|r| r.first_match_pending).map(|r| r.id).collect();
+        for key in pending {
+            self.start_in_background(Background::FirstMatch(key));
+        }
         match self.db().await {
             Ok(_) => {
                 log::info("ready");
@@ -1424,6 +1435,9 @@ impl KeyIssuer {
     /// it runs. An unknown id is a check from before a restart, or long forgotten.
     #[http]
     fn get_check(&self, arg: serde_json::Value) -> Result<Check, String> {
+        if let Some(refused) = refuse_cross_site() {
+            return refused;
+        }
         let id: CheckId = match read_arg(arg) {
             Ok(id) => id,
             Err(refused) => return refused,

@@ -399,3 +399,20 @@ fn workspace_per_key_prepares_attributes_and_archives() {
     assert!(!events.as_array().unwrap().iter().any(|e| e["workspace_id"] == "wrkspc_TESTsolo9" && e["event"] == "archived"), "{events}");
     assert!(env.api(json!({"ListWorkspaces": null}))[0]["archived_at"].is_string());
 }
+
+#[test]
+fn a_key_still_being_looked_up_at_a_restart_is_looked_up_again() {
+    let env = Env::start("first-match-restart", "truth.json", &["n0.os".to_string()]);
+    env.configure_admin_api();
+    env.poll();
+    // The look-up of the new key is slow, and the issuer restarts while it runs.
+    env.fake_control("faults", Some(json!({"faults": [{"delay_ms": 15000, "count": 1, "path_prefix": "/v1/organizations/api_keys"}]})));
+    let r = env.api(json!({"AddKey": {"secret": secret(1), "name": "k1", "node_cap": null}}));
+    assert_eq!(r["Ok"]["matching"], true, "{r}");
+    let k1 = r["Ok"]["id"].as_u64().unwrap();
+    env.restart_process(ISSUER);
+    // Not left withheld until some later poll: looked up again at start.
+    env.eventually_within(60, "key 1 matched after the restart", || key(&env, k1)["matching"] == false);
+    assert_eq!(key(&env, k1)["api_key_id"], "apikey_TEST01");
+    assert_eq!(issued(&env.p2p("n0.os", json!({ISSUE: null}))).as_deref(), Some(secret(1).as_str()));
+}
