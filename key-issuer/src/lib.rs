@@ -111,7 +111,7 @@ enum Background {
 }
 
 /// One audit entry to write: time, actor, action, detail, outcome.
-type AuditRow = (Timestamp, String, String, String, String);
+pub(crate) type AuditRow = (Timestamp, String, String, String, String);
 
 /// An issuance to take back and draw again (see `KeyIssuer::issue_once`).
 struct IssueAgain;
@@ -199,6 +199,12 @@ fn linear_memory_bytes() -> usize {
     return core::arch::wasm32::memory_size::<0>() * 65_536;
     #[cfg(not(target_arch = "wasm32"))]
     return 0;
+}
+
+/// An audit entry as written: every text passes through one redaction.
+fn audit_row(actor: &str, action: &str, detail: &str, outcome: &str) -> AuditRow {
+    let redact = shared_types::admin_api::redact;
+    (now(), redact(actor), redact(action), redact(detail), redact(outcome))
 }
 
 /// Appends audit rows in order, in the background.
@@ -390,8 +396,7 @@ impl KeyIssuer {
     /// Appends to the audit log; every text passes through one redaction (anything key-shaped is
     /// masked), whatever its source.
     fn audit(&mut self, actor: &str, action: &str, detail: &str, outcome: &str) {
-        let redact = shared_types::admin_api::redact;
-        let row = (now(), redact(actor), redact(action), redact(detail), redact(outcome));
+        let row = audit_row(actor, action, detail, outcome);
         match self.rt.db.clone() {
             Some(db) => write_audit(db, vec![row]),
             None => self.rt.audit_backlog.push(row),
@@ -633,8 +638,9 @@ impl KeyIssuer {
                 if issued.first_time {
                     self.rt.pending_nodes.insert(node.to_string());
                     let issuance = Issuance { node: node.to_string(), key: issued.key, issued_at: issued.issued_at };
+                    let issued_entry = audit_row(node, "key issued", &format!("key {}", issued.key), "issued");
                     let committed = match &self.rt.db {
-                        Some(db) => db.clone().insert_issuance(&issuance).await,
+                        Some(db) => db.clone().insert_issuance_audited(&issuance, &issued_entry).await,
                         None => Err(STORAGE_UNAVAILABLE.to_string()),
                     };
                     if let Err(e) = committed {
@@ -652,6 +658,7 @@ impl KeyIssuer {
                         self.rt.pending_nodes.remove(node);
                         if taken_back.is_ok() {
                             self.pool.undo_issue(node);
+                            self.audit(node, "key issued", &format!("key {}", issued.key), &format!("taken back before it was sent: the key retired ({reason}); another is drawn"));
                             return Err(IssueAgain);
                         }
                         // The row stays: the node holds the key, retired as it is.
@@ -659,7 +666,6 @@ impl KeyIssuer {
                         return Ok(Err(IssueError::KeyRetired(reason).to_string()));
                     }
                     self.rt.pending_nodes.remove(node);
-                    self.audit(node, "key issued", &format!("key {}", issued.key), "issued");
                 } else {
                     self.audit(node, "key request", &format!("key {}", issued.key), "same key sent again");
                 }
