@@ -105,6 +105,18 @@ pub(crate) fn timestamp(secs: i64) -> DbResult<Timestamp> {
     chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| format!("database holds an impossible time {secs}"))
 }
 
+/// The statement that appends one audit entry.
+fn audit_insert(at: Timestamp, actor: &str, action: &str, detail: &str, outcome: &str) -> String {
+    format!(
+        "INSERT INTO audit_log (at, actor, action, detail, outcome) VALUES ({}, {}, {}, {}, {})",
+        at.timestamp(),
+        text(actor),
+        text(action),
+        text(detail),
+        text(outcome)
+    )
+}
+
 impl Db {
     pub async fn open() -> DbResult<Db> {
         let conn = sqlite::open(our().package_id(), DB_NAME, Some(DB_TIMEOUT_SECS))
@@ -192,14 +204,7 @@ impl Db {
                     issuance.key.0,
                     issuance.issued_at.timestamp()
                 ),
-                format!(
-                    "INSERT INTO audit_log (at, actor, action, detail, outcome) VALUES ({}, {}, {}, {}, {})",
-                    at.timestamp(),
-                    text(actor),
-                    text(action),
-                    text(detail),
-                    text(outcome)
-                ),
+                audit_insert(*at, actor, action, detail, outcome),
             ],
             "recording an issuance",
         )
@@ -395,18 +400,7 @@ impl Db {
     }
 
     pub async fn append_audit(&self, at: Timestamp, actor: &str, action: &str, detail: &str, outcome: &str) -> DbResult<()> {
-        self.write(
-            format!(
-                "INSERT INTO audit_log (at, actor, action, detail, outcome) VALUES ({}, {}, {}, {}, {})",
-                at.timestamp(),
-                text(actor),
-                text(action),
-                text(detail),
-                text(outcome)
-            ),
-            "writing the audit log",
-        )
-        .await
+        self.write(audit_insert(at, actor, action, detail, outcome), "writing the audit log").await
     }
 
     /// Deletes audit entries from before `before`; returns how many went.
