@@ -58,7 +58,15 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     // 5: approval requests of the issuance policy (`db/node_requests.rs`).
     &[node_requests::CREATE_TABLE],
+    // 6: an issuance writes its own audit entry (`Db::insert_issuance_audited`).
+    &[ISSUANCE_AUDIT_TRIGGER],
 ];
+
+/// The audit entry of an issuance, written by SQLite in the statement that records it: one
+/// message to the sqlite service and one sync per new node, and the entry is durable with the
+/// issuance. The same entry as `audit_row(node, "key issued", "key k<id>", "issued")`; a node
+/// named like a key (`sk-ant-`, which the audit masks) is left to `insert_issuance_audited`.
+const ISSUANCE_AUDIT_TRIGGER: &str = "CREATE TRIGGER issuances_audited AFTER INSERT ON issuances WHEN instr(NEW.node, 'sk-ant-') = 0 BEGIN INSERT INTO audit_log (at, actor, action, detail, outcome) VALUES (NEW.issued_at, NEW.node, 'key issued', 'key k' || NEW.key_id, 'issued'); END";
 
 /// Workspace id stored for the default workspace (the Admin API's null).
 const DEFAULT_WORKSPACE: &str = "";
@@ -191,24 +199,23 @@ impl Db {
         Ok(all)
     }
 
-    /// Records an issuance and its audit entry in one transaction: one commit (one sync of the
-    /// disk) per new node instead of two, and the key still leaves only once both are durable.
-    /// Fails, and changes nothing, if the node already has a row.
-    pub async fn insert_issuance_audited(&self, issuance: &Issuance, audit: &crate::AuditRow) -> DbResult<()> {
-        let (at, actor, action, detail, outcome) = audit;
-        self.write_all(
-            vec![
-                format!(
-                    "INSERT INTO issuances (node, key_id, issued_at) VALUES ({}, {}, {})",
-                    text(&issuance.node),
-                    issuance.key.0,
-                    issuance.issued_at.timestamp()
-                ),
-                audit_insert(*at, actor, action, detail, outcome),
-            ],
-            "recording an issuance",
-        )
-        .await
+    /// Records an issuance and its audit entry atomically, so the key leaves only once both are
+    /// durable: one statement whose trigger writes the entry (`ISSUANCE_AUDIT_TRIGGER`), or, for
+    /// a node named like a key, one transaction with the masked entry. Fails, and changes
+    /// nothing, if the node already has a row.
+    pub async fn insert_issuance_audited(&self, issuance: &Issuance) -> DbResult<()> {
+        let insert = format!(
+            "INSERT INTO issuances (node, key_id, issued_at) VALUES ({}, {}, {})",
+            text(&issuance.node),
+            issuance.key.0,
+            issuance.issued_at.timestamp()
+        );
+        if !issuance.node.contains("sk-ant-") {
+            return self.write(insert, "recording an issuance").await;
+        }
+        let (_, actor, action, detail, outcome) = crate::audit_row(&issuance.node, "key issued", &format!("key {}", issuance.key), "issued");
+        let entry = audit_insert(issuance.issued_at, &actor, &action, &detail, &outcome);
+        self.write_all(vec![insert, entry], "recording an issuance").await
     }
 
     /// Takes back an issuance whose key retired before it was sent.

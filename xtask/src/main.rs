@@ -33,7 +33,8 @@ commands:
           `bench` build them themselves
   bench   build the package, then print issuance, cost-series and dashboard figures
           (docs/benchmarks.md); `bench p2p` or `bench dashboard` runs one part, `bench scale`
-          the dashboard calls, restart and memory at a million nodes alone";
+          the dashboard calls, restart and memory at a million nodes alone, `bench breakdown`
+          one issuance run against the floor and where a request's time goes (about a minute)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

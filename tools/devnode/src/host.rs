@@ -461,6 +461,11 @@ pub fn engine() -> wasmtime::Result<Engine> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.async_support(true);
+    // `DEVNODE_PERFMAP=1`: write /tmp/perf-<pid>.map so `perf record` names the components'
+    // functions (build the package with `CARGO_PROFILE_RELEASE_STRIP=false` to keep the names).
+    if std::env::var_os("DEVNODE_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config)
 }
 

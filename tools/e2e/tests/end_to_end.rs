@@ -292,13 +292,22 @@ fn restarts_lose_nothing_and_never_issue_twice() {
     assert_eq!(env.api(json!({"GetSettings": null}))["admin_key_set"], true);
     // Nothing lost in the audit log either.
     let audit = env.api(json!({"AuditLog": {"limit": 500}}));
-    let issued = audit["Ok"]["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "key issued").count();
-    assert_eq!(issued, 3);
+    let issued: Vec<&Value> = audit["Ok"]["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "key issued").collect();
+    assert_eq!(issued.len(), 3);
+    // Each entry names its node and key exactly (SQLite writes it with the issuance).
+    let nodes = env.api(json!({"ListNodes": {}}));
+    for entry in issued {
+        let node = nodes["Ok"]["nodes"].as_array().unwrap().iter().find(|n| n["node"] == entry["actor"]).unwrap_or_else(|| panic!("{entry}"));
+        assert_eq!(entry["detail"], format!("key k{}", node["key_id"]), "{entry}");
+        assert_eq!(entry["outcome"], "issued", "{entry}");
+    }
 }
 
 #[test]
 fn security_refusals_and_no_secret_in_logs() {
-    let env = Env::start("security", "small.json", &peers(2));
+    // A node may be named like a key: the audit masks its name as it masks any key-shaped text.
+    const KEY_SHAPED_NODE: &str = "sk-ant-api03-testnodenamedlikeakey.os";
+    let env = Env::start("security", "small.json", &[peers(2), vec![KEY_SHAPED_NODE.to_string()]].concat());
     env.configure_admin_api();
     add_key(&env, 1, json!({}));
     // Unauthenticated: every API call gets the login page, never data.
@@ -341,6 +350,14 @@ fn security_refusals_and_no_secret_in_logs() {
     assert!(!settings.contains(ADMIN_KEY) && settings.contains("sk-ant-admin01-TES"));
     let keys = env.api(json!({"ListKeys": null})).to_string();
     assert!(!keys.contains(&secret(1)));
+
+    assert!(issued_key(&env.p2p(KEY_SHAPED_NODE, json!({"RequestApiKey": null}))).is_some());
+    let audit = env.api(json!({"AuditLog": {"limit": 500}}));
+    let entries = audit["Ok"]["entries"].as_array().unwrap();
+    assert!(!audit.to_string().contains("testnodenamedlikeakey"), "the key-shaped node name is masked: {audit}");
+    let masked = entries.iter().filter(|e| e["action"] == "key issued" && e["actor"] == "sk-ant-[redacted].os").count();
+    assert_eq!(masked, 1, "one entry for the key-shaped node, masked: {audit}");
+    assert_eq!(env.api(json!({"ListNodes": {}}))["Ok"]["total"], 2);
 }
 
 #[test]

@@ -104,6 +104,9 @@ fn main() {
     if which == "scale" {
         return scale_alone();
     }
+    if which == "breakdown" {
+        return breakdown_alone();
+    }
     if which != "dashboard" {
         p2p_and_cost_series();
     }
@@ -427,6 +430,32 @@ fn scale_alone() {
 
 // ----- issuance against the floor, and where a request's time goes (issue 13, items 1-3) -----
 
+/// `bench breakdown`: one pair of runs against the floor and where a request's time goes, with an
+/// empty history: a quick check (about a minute) of a change to the issuance path.
+fn breakdown_alone() {
+    let names = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}.os")).collect::<Vec<String>>();
+    let (nodes, traced) = (names("fresh", FRESH_NODES), names("traced", TRACED_REQUESTS));
+    let env = Env::start("bench-breakdown", "small.json", &[nodes.clone(), traced.clone()].concat());
+    let floor_nodes = names("floor", FRESH_NODES);
+    let floor = Env::start_package("bench-breakdown-floor", Package { zip: echo_zip(), issuer: ECHO.to_string(), node: None }, "small.json", &floor_nodes);
+    add_keys(&env);
+    issue_all(&floor, &floor_nodes[..FLOOR_WARM_UP], 1);
+    let pair = against_floor(&env, &floor, &nodes, &floor_nodes);
+    let floor_stages = breakdown(&floor, "floor", ECHO, &floor_nodes[..TRACED_REQUESTS]);
+    let issuer_stages = breakdown(&env, "empty", ISSUER, &traced);
+    println!();
+    let (issuer, floor_run) = (&pair.issuer[0], &pair.floor[0]);
+    println!(
+        "issuance ÷ floor (one run, not a median): throughput {:.2}× (goal ≥ {THROUGHPUT_GOAL}×), p99 {:.2}× (goal ≤ {P99_GOAL}×)",
+        issuer.per_second / floor_run.per_second,
+        issuer.p99_ms / floor_run.p99_ms
+    );
+    println!();
+    for line in breakdown_table(&[("issuance, empty", &issuer_stages), ("floor (echo)", &floor_stages)]) {
+        println!("{line}");
+    }
+}
+
 /// Requests before the floor's first run, so that it starts as warm as the issuer (which answered
 /// the benchmark's setup calls).
 const FLOOR_WARM_UP: usize = 200;
@@ -575,8 +604,8 @@ impl Breakdown {
             ("kernel: routing every message of the request".into(), within[0]),
             ("component: the target (key-issuer or echo)".into(), within[1]),
             ("component: the package's other processes".into(), within[2]),
-            ("SQLite: the issuance's commit (INSERT INTO issuances)".into(), within[3]),
-            ("SQLite: the audit write (INSERT INTO audit_log)".into(), within[4]),
+            ("SQLite: the issuance and its audit entry (INSERT INTO issuances, one statement with its trigger)".into(), within[3]),
+            ("SQLite: other audit writes (INSERT INTO audit_log)".into(), within[4]),
             ("SQLite: other statements".into(), within[5]),
             ("state saves (set-state)".into(), within[6]),
             ("the rest: waiting in mailboxes and for tasks to run (negative when a stage ran after the answer)".into(), awaiting - within.iter().sum::<f64>()),
