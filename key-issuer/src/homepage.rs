@@ -18,7 +18,9 @@ pub fn widget_for(process_id: &str) -> String {
 }
 
 /// Adds (or refreshes) the tile; the homepage forgets tiles at each boot, so this runs at every start.
+/// The homepage's UI puts the icon in an `<img src>` as it is: it must be a data URL (bare base64
+/// is fetched as a path and shows as a broken image, as seen on a real node).
 pub fn add_tile() {
-    let icon = base64::engine::general_purpose::STANDARD.encode(ICON_SVG);
+    let icon = format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(ICON_SVG));
     homepage::add_to_homepage(LABEL, Some(&icon), Some("/"), Some(&widget_for(&our().process.to_string())));
 }

@@ -8,6 +8,7 @@ const env = settingsFrom('tools/e2e/tests/homepage.rs');
 const APP = env('DASHBOARD_URL');
 const PASSWORD = env('NODE_PASSWORD');
 const WIDGET = env('WIDGET_HTML');
+const ICON = env('ICON');
 const EXPECT = env('EXPECT'); // "empty", "one-key" or "pool-empty-alert"
 
 const browser = await launchChromium();
@@ -22,6 +23,19 @@ try {
   const login = await page.request.post(`${origin}/login`, { data: { password: PASSWORD } });
   if (!login.ok()) throw new Error(`login answered ${login.status()}`);
   await page.goto(APP);
+  // The homepage's app icon: `<img src={base64_icon}>` (hyperdrive's homepage UI, AppIcon).
+  const iconWidth = await page.evaluate(async (src) => {
+    const img = document.createElement('img');
+    img.src = src;
+    document.body.append(img);
+    try {
+      await img.decode();
+    } catch {
+      return 0;
+    }
+    return img.naturalWidth;
+  }, ICON);
+  if (!(iconWidth > 0)) throw new Error('the icon does not load as an image');
   await page.evaluate((html) => {
     document.body.innerHTML = '';
     const frame = document.createElement('iframe');

@@ -110,7 +110,12 @@ fn homepage(kernel: &Kernel, env: &Envelope, body: &Value) {
     let mut apps = kernel.services.homepage.lock().unwrap();
     if let Some(add) = body.get("Add") {
         let path = add["path"].as_str().map(|p| format!("/{process}/{}", p.strip_prefix('/').unwrap_or(p)));
-        let app = json!({"process": process, "label": add["label"], "icon": add["icon"], "path": path, "widget": add["widget"]});
+        // The homepage's own record of an app (its WIT `app`, as `GET /apps` lists it).
+        let (package_name, publisher) = env.source.package_id().split_once(':').unwrap_or_default();
+        let app = json!({
+            "id": process, "process": env.source.process_name(), "package_name": package_name, "publisher": publisher,
+            "path": path, "label": add["label"], "base64_icon": add["icon"], "widget": add["widget"],
+        });
         if app["label"].is_string() {
             apps.insert(process, app);
             return;

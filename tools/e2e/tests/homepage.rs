@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 fn tile(env: &Env) -> Option<Value> {
     let apps = get(&format!("{}/devnode/homepage", env.control));
-    apps["apps"].as_array()?.iter().find(|a| a["process"] == ISSUER).cloned()
+    apps["apps"].as_array()?.iter().find(|a| a["id"] == ISSUER).cloned()
 }
 
 #[test]
@@ -18,13 +18,15 @@ fn the_issuer_adds_a_tile_whose_widget_shows_the_pool() {
     let app = tile(&env).unwrap();
     assert_eq!(app["label"], "API Key Manager");
     assert_eq!(app["path"], format!("/{ISSUER}/"));
-    let icon = app["icon"].as_str().expect("an icon");
-    assert!(icon.starts_with("PHN2Zy"), "the icon is a base64 SVG: {}", &icon[..12.min(icon.len())]);
+    assert_eq!((&app["process"], &app["package_name"], &app["publisher"]), (&json!("key-issuer"), &json!("anthropic-api-key-manager"), &json!("keymanager.os")));
+    let icon = app["base64_icon"].as_str().expect("an icon");
+    assert!(icon.starts_with("data:image/svg+xml;base64,PHN2Zy"), "the icon is an SVG data URL: {}", &icon[..40.min(icon.len())]);
     let widget = app["widget"].as_str().expect("a widget");
     assert!(widget.contains(&format!("\"/{ISSUER}/api\"")), "the widget reads this process's API");
 
     // Empty pool: the widget warns that no key can be issued; then a key is added and it counts it.
-    let run_widget = |expect: &str| env.run_browser_script("homepage.mjs", &[("WIDGET_HTML", widget), ("EXPECT", expect)], &[secret(1)]);
+    // The icon is shown as the homepage shows it (`<img src>`, the script checks it loads).
+    let run_widget = |expect: &str| env.run_browser_script("homepage.mjs", &[("WIDGET_HTML", widget), ("ICON", icon), ("EXPECT", expect)], &[secret(1)]);
     run_widget("empty");
     env.configure_admin_api();
     let r = env.add_key(json!({"secret": secret(1), "name": "k1", "node_cap": null}));
