@@ -262,7 +262,7 @@ impl Kernel {
         if env.source.node == "our" {
             env.source.node = self.node.clone();
         }
-        if std::env::var_os("DEVNODE_TRACE").is_some() {
+        if crate::tracing_messages() {
             let kind = if matches!(env.msg, Msg::Request { .. }) { "request" } else { "response" };
             let body = String::from_utf8_lossy(env.msg.body());
             eprintln!("trace: {kind} {} {} -> {}: {}", env.id, env.source, env.target, body.chars().take(160).collect::<String>());

@@ -2,6 +2,13 @@
 //! See docs/devnode.md.
 
 pub mod caps;
+
+/// `DEVNODE_TRACE=1`: every routed message is printed. Read once: a lookup of the environment
+/// at every message shows in the benchmark's routing time.
+pub fn tracing_messages() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("DEVNODE_TRACE").is_some())
+}
 pub mod host;
 pub mod http;
 pub mod kernel;

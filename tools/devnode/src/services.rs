@@ -59,7 +59,7 @@ fn json_bytes(v: Value) -> Vec<u8> {
 }
 
 pub async fn handle(kernel: Arc<Kernel>, env: Envelope) {
-    if std::env::var_os("DEVNODE_TRACE").is_some() {
+    if crate::tracing_messages() {
         eprintln!("trace: service {} handles {}", env.target.process, env.id);
     }
     let Msg::Request { .. } = &env.msg else { return };

@@ -245,7 +245,8 @@ fn p2p_and_cost_series() {
     println!();
     println!("| measure | figure | goal |");
     println!("| --- | --- | --- |");
-    for line in phase_rows("empty", &empty).into_iter().chain(phase_rows("preloaded", &loaded)).chain(figures) {
+    let commit = commit_floor(&env);
+    for line in phase_rows("empty", &empty).into_iter().chain(phase_rows("preloaded", &loaded)).chain([commit.row()]).chain(figures) {
         println!("{line}");
     }
     println!();
@@ -443,7 +444,9 @@ fn breakdown_alone() {
     let pair = against_floor(&env, &floor, &nodes, &floor_nodes);
     let floor_stages = breakdown(&floor, "floor", ECHO, &floor_nodes[..TRACED_REQUESTS]);
     let issuer_stages = breakdown(&env, "empty", ISSUER, &traced);
+    let commit = commit_floor(&env);
     println!();
+    println!("{}", commit.row());
     let (issuer, floor_run) = (&pair.issuer[0], &pair.floor[0]);
     println!(
         "issuance ÷ floor (one run, not a median): throughput {:.2}× (goal ≥ {THROUGHPUT_GOAL}×), p99 {:.2}× (goal ≤ {P99_GOAL}×)",
@@ -484,6 +487,53 @@ impl Spread {
     fn show(&self, decimals: usize, unit: &str) -> String {
         format!("{:.decimals$}{unit} ({:.decimals$}–{:.decimals$})", self.median, self.min, self.max)
     }
+}
+
+/// The disk's own floor under an issuance: a durable SQLite commit of one issuance row and its
+/// audit entry (WAL, synchronous FULL, the issuer's schema and trigger), on the data dir's disk,
+/// measured natively. An issuance is sent only once this is on disk; the echo floor writes nothing.
+struct CommitFloor {
+    mean_us: f64,
+    p99_us: f64,
+}
+
+impl CommitFloor {
+    fn row(&self) -> String {
+        format!(
+            "| the disk's durable commit under each issuance (SQLite WAL, synchronous FULL, measured natively on the data dir's disk: 1,000 commits), mean / p99 µs | {:.0} / {:.0} | — (the echo floor writes nothing) |",
+            self.mean_us, self.p99_us
+        )
+    }
+}
+
+fn commit_floor(env: &Env) -> CommitFloor {
+    let path = env.data_dir.join("commit-floor.sqlite");
+    let _ = std::fs::remove_file(&path);
+    let db = rusqlite::Connection::open(&path).expect("commit floor database");
+    db.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
+    db.execute_batch("PRAGMA synchronous=FULL").unwrap();
+    // The issuer's own tables and trigger, as its database holds them.
+    let issuer = rusqlite::Connection::open(env.issuer_db()).expect("issuer database");
+    let mut schema = issuer.prepare("SELECT sql FROM sqlite_master WHERE name IN ('issuances', 'audit_log', 'issuances_audited') ORDER BY type").unwrap();
+    let statements: Vec<String> = schema.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+    assert_eq!(statements.len(), 3, "the issuer's tables and trigger");
+    for statement in statements {
+        db.execute_batch(&statement).unwrap();
+    }
+    let mut took: Vec<Duration> = (0..1_000)
+        .map(|i| {
+            let t = Instant::now();
+            db.execute("INSERT INTO issuances (node, key_id, issued_at) VALUES (?1, 1, 0)", [format!("commit{i}.os")]).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    drop(db);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    took.sort();
+    let mean_us = took.iter().sum::<Duration>().as_secs_f64() * 1e6 / took.len() as f64;
+    CommitFloor { mean_us, p99_us: percentile(&took, 0.99) * 1000.0 }
 }
 
 /// One phase's runs of the issuer and of the floor, in pairs run one right after the other.
