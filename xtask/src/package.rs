@@ -151,8 +151,9 @@ pub fn build() -> Result<BuildReport> {
     let zip = zip_files(&pkg_dir, &files)?;
     let zip_path = paths::target().join("pkg").join(format!("{package}.zip"));
     paths::write_if_changed(&zip_path, &zip)?;
-    // Also where `kit start-package` looks for it.
-    paths::write_if_changed(&paths::target().join(format!("{package}.zip")), &zip)?;
+    // Also where `kit start-package` looks for it: kit names it with `Path::with_extension`, which
+    // replaces the publisher's last dot-part (`...:keymanager.zip`; kit src/build/mod.rs).
+    paths::write_if_changed(&paths::target().join(kit_zip_name(&package)), &zip)?;
     let sha = Sha256::digest(&zip);
     let elapsed = started.elapsed().as_secs();
 
@@ -168,6 +169,12 @@ pub fn build() -> Result<BuildReport> {
     println!("  build time {elapsed} s (goal for a cold build: < {} min)", COLD_BUILD_GOAL_SECS / 60);
     println!("  zip: {}", zip_path.display());
     Ok(BuildReport { zip_path })
+}
+
+/// The zip's name as `kit start-package` computes it (`target/<package id>` with its extension
+/// set to `zip`).
+fn kit_zip_name(package: &str) -> PathBuf {
+    PathBuf::from(package).with_extension("zip")
 }
 
 #[cfg(test)]
@@ -216,6 +223,35 @@ mod tests {
         let mut wasm: Vec<String> = manifest_processes(&manifest).unwrap().into_iter().map(|p| p.wasm_path).collect();
         wasm.sort();
         assert_eq!(kit_processes, wasm, "top-level folders kit would build as processes");
+    }
+
+    #[test]
+    fn the_zip_is_where_kit_start_package_looks() {
+        assert_eq!(kit_zip_name("anthropic-api-key-manager:keymanager.os"), PathBuf::from("anthropic-api-key-manager:keymanager.zip"));
+        assert_eq!(kit_zip_name("free-key-er:ware.hypr"), PathBuf::from("free-key-er:ware.zip"));
+    }
+
+    /// kit refuses to build when crates ask for `hyperware_process_lib` with different version
+    /// requirements as written (kit src/build/mod.rs `check_process_lib_version`), including
+    /// `hyperapp_macro`'s own.
+    #[test]
+    fn every_crate_asks_for_the_same_process_lib_version() {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["metadata", "--format-version", "1", "--offline", "--manifest-path"])
+            .arg(paths::root().join("Cargo.toml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+        let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut requirements = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for package in metadata["packages"].as_array().unwrap() {
+            for dep in package["dependencies"].as_array().unwrap() {
+                if dep["name"] == "hyperware_process_lib" && dep["kind"].is_null() {
+                    requirements.entry(dep["req"].as_str().unwrap().to_string()).or_default().push(package["name"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        assert_eq!(requirements.len(), 1, "kit build would refuse: {requirements:?}");
     }
 
     #[test]
