@@ -411,18 +411,28 @@ impl KeyIssuer {
         }
     }
 
-    /// Retires every key that is due, on our own clock; the poller sets their Admin API status.
+    /// Retires every key that is due, then evaluates the alerts.
     fn sweep(&mut self, at: Timestamp) {
+        if !self.retire_due(at) {
+            self.evaluate_alerts(at);
+        }
+    }
+
+    /// Retires every key that is due, on our own clock (the poller sets their Admin API status),
+    /// and evaluates the alerts if any was: an issuance's path, which evaluates them only when
+    /// the pool changed (they are most of its own work otherwise).
+    fn retire_due(&mut self, at: Timestamp) -> bool {
         let retired = self.pool.sweep(at);
-        self.evaluate_alerts(at);
         if retired.is_empty() {
-            return;
+            return false;
         }
         for (key, reason) in &retired {
             self.audit("key-issuer", "key retired", &format!("key {key}"), &reason.to_string());
         }
         self.save();
         self.wake_poller_for_work();
+        self.evaluate_alerts(at);
+        true
     }
 
     /// Asks the poller to carry out pending retirements (and fetch the usage of keys matched
@@ -642,7 +652,7 @@ impl KeyIssuer {
     /// was being committed (its row is taken back: the node was never sent it).
     async fn issue_once(&mut self, node: &str) -> Result<Result<IssuedKey, String>, IssueAgain> {
         let at = now();
-        self.sweep(at);
+        self.retire_due(at);
         let rng = self.rt.rng.get_or_insert_with(StdRng::from_entropy);
         Ok(match self.pool.issue_to(node, at, rng) {
             Ok(issued) => {
@@ -676,6 +686,10 @@ impl KeyIssuer {
                         return Ok(Err(IssueError::KeyRetired(reason).to_string()));
                     }
                     self.rt.pending_nodes.remove(node);
+                    // The key's last place under its node cap: the pool can issue fewer keys.
+                    if !self.pool.is_eligible_key(issued.key, at) {
+                        self.evaluate_alerts(at);
+                    }
                 } else {
                     self.audit(node, "key request", &format!("key {}", issued.key), "same key sent again");
                 }

@@ -461,6 +461,10 @@ impl KeyPool {
     }
 
     /// Keys that may be issued to a new node right now.
+    pub fn is_eligible_key(&self, key: KeyId, now: Timestamp) -> bool {
+        self.keys.get(&key).is_some_and(|record| self.is_eligible(record, now))
+    }
+
     pub fn eligible_keys(&self, now: Timestamp) -> Vec<KeyId> {
         self.keys.values().filter(|r| self.is_eligible(r, now)).map(|r| r.id).collect()
     }

@@ -238,3 +238,21 @@ fn the_test_alert_arrives_once_and_a_failing_webhook_is_retried() {
     assert!(!audit.to_string().contains("/hook"));
     assert_no_secret(&receiver);
 }
+
+/// An issuance evaluates the alerts only when it changed what the pool can issue: the node that
+/// takes a key's last place under its node cap raises the empty pool at once (not at the next
+/// expiry check, a minute later), and the nodes before it raise nothing.
+#[test]
+fn the_issuance_that_fills_the_last_key_raises_the_empty_pool_at_once() {
+    let nodes: Vec<String> = (0..3).map(|i| format!("capped{i}.os")).collect();
+    let env = Env::start("alerts-node-cap", "small.json", &nodes);
+    env.configure_admin_api();
+    let added = env.add_key(json!({"secret": secret(1), "name": "key 1", "node_cap": 2, "budget_usd": "100", "lifetime_days": 365}));
+    assert!(added.get("Ok").is_some(), "{added}");
+    assert!(env.p2p(&nodes[0], json!({"RequestApiKey": null}))["response"]["Ok"].is_string());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!open_alerts(&env).iter().any(|a| a["alert"] == "pool-empty"), "one place is left");
+    assert!(env.p2p(&nodes[1], json!({"RequestApiKey": null}))["response"]["Ok"].is_string());
+    env.eventually_within(5, "the empty pool raised by the issuance", || open_alerts(&env).iter().any(|a| a["alert"] == "pool-empty"));
+    assert_eq!(env.p2p(&nodes[2], json!({"RequestApiKey": null}))["response"]["Err"], "no keys available");
+}
