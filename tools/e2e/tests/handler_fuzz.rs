@@ -19,11 +19,14 @@ const MARK: &str = "fuzzSECRET";
 /// generated argument is wrong for them and must be refused.
 const REFUSING_CALLS: &[&str] = &[
     "AddKey", "RetireKey", "RemoveKey", "MatchKey", "PrepareWorkspace", "TestKey", "KeyDetail", "UpdateSettings",
-    "SetAdminKey", "ClearAdminKey", "TestConnection", "GetCheck", "PollNow", "Export",
+    "SetAdminKey", "ClearAdminKey", "TestConnection", "GetCheck", "PollNow", "Export", "SendTestAlert", "ApproveNode", "DenyNode",
 ];
+/// Calls whose argument is a node name: a generated string that is a valid one is a valid call
+/// (it records a decision), so they get only arguments that are not.
+const NODE_CALLS: &[&str] = &["ApproveNode", "DenyNode"];
 /// Calls that read and may accept a generated argument (a query whose fields are all optional),
 /// or ignore it (reads that take no argument). Either way they change nothing.
-const READING_CALLS: &[&str] = &["ListKeys", "ListWorkspaces", "GetSettings", "Status", "Overview", "Summary", "ListNodes", "CostSeries", "AuditLog", "ListRequests"];
+const READING_CALLS: &[&str] = &["ListKeys", "ListWorkspaces", "GetSettings", "Status", "Overview", "Summary", "ListNodes", "CostSeries", "AuditLog", "ListRequests", "ListAlerts"];
 
 /// xorshift64*: a fixed seed makes every run send the same bodies.
 struct Rng(u64);
@@ -100,7 +103,10 @@ fn malformed_body(rng: &mut Rng) -> (Vec<u8>, Option<&'static str>) {
         7 => raw(json!([call]).to_string()),
         8 if rng.below(10) == 0 => (json!({call: {"name": "x".repeat(1 << 20)}}).to_string().into_bytes(), Some(call)),
         _ => {
-            let arg = wrong_value(rng, 0);
+            let mut arg = wrong_value(rng, 0);
+            while NODE_CALLS.contains(&call) && arg.as_str().is_some_and(|s| shared_types::policy::normalize_node_name(s).is_ok()) {
+                arg = wrong_value(rng, 0);
+            }
             (json!({call: arg}).to_string().into_bytes(), Some(call))
         }
     }
