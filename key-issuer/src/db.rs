@@ -64,9 +64,10 @@ const MIGRATIONS: &[&[&str]] = &[
 
 /// The audit entry of an issuance, written by SQLite in the statement that records it: one
 /// message to the sqlite service and one sync per new node, and the entry is durable with the
-/// issuance. The same entry as `audit_row(node, "key issued", "key k<id>", "issued")`; a node
-/// named like a key (`sk-ant-`, which the audit masks) is left to `insert_issuance_audited`.
-const ISSUANCE_AUDIT_TRIGGER: &str = "CREATE TRIGGER issuances_audited AFTER INSERT ON issuances WHEN instr(NEW.node, 'sk-ant-') = 0 BEGIN INSERT INTO audit_log (at, actor, action, detail, outcome) VALUES (NEW.issued_at, NEW.node, 'key issued', 'key k' || NEW.key_id, 'issued'); END";
+/// issuance. The same entry as `audit_row(node, "key issued", "key k<id>", "issued")` for every node
+/// name the audit's redaction leaves as it is; the others (named like a key, `sk-ant-`, or longer
+/// than the 200 characters it keeps) are left to `insert_issuance_audited`.
+const ISSUANCE_AUDIT_TRIGGER: &str = "CREATE TRIGGER issuances_audited AFTER INSERT ON issuances WHEN instr(NEW.node, 'sk-ant-') = 0 AND length(NEW.node) <= 200 BEGIN INSERT INTO audit_log (at, actor, action, detail, outcome) VALUES (NEW.issued_at, NEW.node, 'key issued', 'key k' || NEW.key_id, 'issued'); END";
 
 /// Workspace id stored for the default workspace (the Admin API's null).
 const DEFAULT_WORKSPACE: &str = "";
@@ -201,8 +202,9 @@ impl Db {
 
     /// Records an issuance and its audit entry atomically, so the key leaves only once both are
     /// durable: one statement whose trigger writes the entry (`ISSUANCE_AUDIT_TRIGGER`), or, for
-    /// a node named like a key, one transaction with the masked entry. Fails, and changes
-    /// nothing, if the node already has a row.
+    /// a node name the audit's redaction changes (the trigger's `WHEN` leaves exactly those out),
+    /// one transaction with the redacted entry. Fails, and changes nothing, if the node already
+    /// has a row.
     pub async fn insert_issuance_audited(&self, issuance: &Issuance) -> DbResult<()> {
         let insert = format!(
             "INSERT INTO issuances (node, key_id, issued_at) VALUES ({}, {}, {})",
@@ -210,10 +212,10 @@ impl Db {
             issuance.key.0,
             issuance.issued_at.timestamp()
         );
-        if !issuance.node.contains("sk-ant-") {
+        let (_, actor, action, detail, outcome) = crate::audit_row(&issuance.node, "key issued", &format!("key {}", issuance.key), "issued");
+        if actor == issuance.node {
             return self.write(insert, "recording an issuance").await;
         }
-        let (_, actor, action, detail, outcome) = crate::audit_row(&issuance.node, "key issued", &format!("key {}", issuance.key), "issued");
         let entry = audit_insert(issuance.issued_at, &actor, &action, &detail, &outcome);
         self.write_all(vec![insert, entry], "recording an issuance").await
     }

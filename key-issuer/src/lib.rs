@@ -578,6 +578,17 @@ impl KeyIssuer {
 
     async fn store_usage_now(&mut self, push: UsagePush) -> Result<u64, String> {
         let db = self.costs().await?;
+        let stored = self.store_buckets(&db, push).await;
+        // Also after a failed upsert: the buckets stored before it changed spend.
+        self.save();
+        self.sweep(now());
+        self.refresh_node_shares_in_background();
+        stored
+    }
+
+    /// Prices and upserts each bucket in turn, updating the hourly index and spend after each
+    /// commit; stops at the first failure.
+    async fn store_buckets(&mut self, db: &Db, push: UsagePush) -> Result<u64, String> {
         let mut stored = 0;
         for bucket in push.buckets {
             let Some(key) = self.pool.key_by_api_id(&bucket.api_key_id) else { continue };
@@ -596,9 +607,6 @@ impl KeyIssuer {
             self.pool.set_spent(key, spent);
             stored += 1;
         }
-        self.save();
-        self.sweep(now());
-        self.refresh_node_shares_in_background();
         Ok(stored)
     }
 
@@ -666,6 +674,8 @@ impl KeyIssuer {
                     if let Err(e) = committed {
                         self.rt.pending_nodes.remove(node);
                         self.pool.undo_issue(node);
+                        // The key's place is free again: an alert raised meanwhile may no longer hold.
+                        self.evaluate_alerts(now());
                         log::warn(&e);
                         self.audit(node, "key request", "", "refused: storage error");
                         return Ok(Err(STORAGE_UNAVAILABLE.to_string()));

@@ -307,7 +307,9 @@ fn restarts_lose_nothing_and_never_issue_twice() {
 fn security_refusals_and_no_secret_in_logs() {
     // A node may be named like a key: the audit masks its name as it masks any key-shaped text.
     const KEY_SHAPED_NODE: &str = "sk-ant-api03-testnodenamedlikeakey.os";
-    let env = Env::start("security", "small.json", &[peers(2), vec![KEY_SHAPED_NODE.to_string()]].concat());
+    // And longer than the 200 characters the audit keeps of a text.
+    let long_node = format!("{}.os", "long".repeat(57));
+    let env = Env::start("security", "small.json", &[peers(2), vec![KEY_SHAPED_NODE.to_string(), long_node.clone()]].concat());
     env.configure_admin_api();
     add_key(&env, 1, json!({}));
     // Unauthenticated: every API call gets the login page, never data.
@@ -352,12 +354,16 @@ fn security_refusals_and_no_secret_in_logs() {
     assert!(!keys.contains(&secret(1)));
 
     assert!(issued_key(&env.p2p(KEY_SHAPED_NODE, json!({"RequestApiKey": null}))).is_some());
+    assert!(issued_key(&env.p2p(&long_node, json!({"RequestApiKey": null}))).is_some());
     let audit = env.api(json!({"AuditLog": {"limit": 500}}));
     let entries = audit["Ok"]["entries"].as_array().unwrap();
     assert!(!audit.to_string().contains("testnodenamedlikeakey"), "the key-shaped node name is masked: {audit}");
-    let masked = entries.iter().filter(|e| e["action"] == "key issued" && e["actor"] == "sk-ant-[redacted].os").count();
-    assert_eq!(masked, 1, "one entry for the key-shaped node, masked: {audit}");
-    assert_eq!(env.api(json!({"ListNodes": {}}))["Ok"]["total"], 2);
+    let issued_to = |actor: &str| entries.iter().filter(|e| e["action"] == "key issued" && e["actor"] == actor).count();
+    assert_eq!(issued_to("sk-ant-[redacted].os"), 1, "one entry for the key-shaped node, masked: {audit}");
+    let cut: String = long_node.chars().take(200).collect::<String>() + "…";
+    assert_eq!(issued_to(&cut), 1, "one entry for the long node, cut as every audit text is: {audit}");
+    assert_eq!(entries.iter().filter(|e| e["action"] == "key issued").count(), 3, "{audit}");
+    assert_eq!(env.api(json!({"ListNodes": {}}))["Ok"]["total"], 3);
 }
 
 #[test]
