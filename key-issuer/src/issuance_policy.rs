@@ -95,11 +95,18 @@ impl KeyIssuer {
         Err(policy::PENDING_APPROVAL.to_string())
     }
 
-    /// The operator approves or denies `raw_node` (asked or not). Answers the request's view, or
-    /// the HTTP error.
-    pub(crate) async fn decide_node(&mut self, raw_node: &str, status: RequestStatus) -> Result<policy::NodeRequestView, String> {
+    /// `ApproveNode` and `DenyNode`: the operator approves or denies the node named by `arg`
+    /// (asked or not). Answers the request's view, or the HTTP error.
+    pub(crate) async fn decide_node(&mut self, arg: serde_json::Value, status: RequestStatus) -> Result<policy::NodeRequestView, String> {
+        if let Some(refused) = crate::refuse_cross_site() {
+            return refused;
+        }
+        let raw_node: String = match crate::read_arg(arg) {
+            Ok(node) => node,
+            Err(refused) => return refused,
+        };
         let action = if status == RequestStatus::Approved { "approve node" } else { "deny node" };
-        let node = match policy::normalize_node_name(raw_node) {
+        let node = match policy::normalize_node_name(&raw_node) {
             Ok(node) => node,
             Err(e) => return http_result(Err(format!("field `node`: {e}")), StatusCode::BAD_REQUEST),
         };

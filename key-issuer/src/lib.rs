@@ -1604,27 +1604,13 @@ impl KeyIssuer {
     /// `{"ApproveNode": "alice.os"}`: the node gets its key at its next request (approval mode).
     #[http]
     async fn approve_node(&mut self, arg: serde_json::Value) -> Result<shared_types::policy::NodeRequestView, String> {
-        if let Some(refused) = refuse_cross_site() {
-            return refused;
-        }
-        let node: String = match read_arg(arg) {
-            Ok(node) => node,
-            Err(refused) => return refused,
-        };
-        self.decide_node(&node, shared_types::policy::RequestStatus::Approved).await
+        self.decide_node(arg, shared_types::policy::RequestStatus::Approved).await
     }
 
     /// `{"DenyNode": "alice.os"}`: the node's requests are answered `not allowed` (approval mode).
     #[http]
     async fn deny_node(&mut self, arg: serde_json::Value) -> Result<shared_types::policy::NodeRequestView, String> {
-        if let Some(refused) = refuse_cross_site() {
-            return refused;
-        }
-        let node: String = match read_arg(arg) {
-            Ok(node) => node,
-            Err(refused) => return refused,
-        };
-        self.decide_node(&node, shared_types::policy::RequestStatus::Denied).await
+        self.decide_node(arg, shared_types::policy::RequestStatus::Denied).await
     }
 
     /// `{"ListAlerts": {"kind"?, "state"?, "before_id"?, "limit"?}}`: open alerts, history, webhook.
